@@ -1,0 +1,123 @@
+"""The model section: one config describes any encoder, decoder or encoder-decoder."""
+from __future__ import annotations
+
+import dataclasses
+
+from sesame.config.base import Section, choice
+from sesame.errors import ConfigError
+
+ARCHS = ("encoder", "decoder", "encoder-decoder")
+POSITIONS = ("learned", "sinusoidal", "rotary", "t5", "alibi", "none")
+NORMS = ("layernorm", "rmsnorm")
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
+FEEDFORWARDS = ("mlp", "glu")
+HEADS = ("mlm", "lm", "pooler", "nsp", "sop", "classify", "rtd")
+
+
+@dataclasses.dataclass
+class ModelConfig(Section):
+    """Shape and parts of a Transformer. ``heads`` lists the output heads to build."""
+
+    SECTION = "model"
+    family: str = "custom"  # bert, roberta, albert, distilbert, electra, gpt2, llama, custom
+    arch: str = "encoder"
+    vocab_size: int = 30522
+    hidden: int = 768
+    layers: int = 12
+    num_heads: int = 12
+    num_kv_heads: int | None = None  # grouped-query attention; default num_heads
+    head_dim: int | None = None  # default hidden // num_heads
+    intermediate: int = 3072
+    embedding_size: int | None = None  # factorised embedding E < H (ALBERT, ELECTRA)
+    max_positions: int = 512
+    type_vocab_size: int = 2  # 0: no segment embedding
+    position: str = "learned"
+    position_offset: int = 0  # RoBERTa's table starts at padding_idx + 1
+    rope_theta: float = 10000.0
+    relative_buckets: int = 32  # T5 bias
+    relative_max_distance: int = 128
+    norm: str = "layernorm"
+    norm_eps: float = 1e-12
+    prenorm: bool = False
+    embedding_norm: bool = True  # norm after the embeddings (BERT family)
+    final_norm: bool | None = None  # default: prenorm
+    activation: str = "gelu"
+    feedforward: str = "mlp"
+    attention: str = "full"
+    attention_scale: float | None = None  # default 1/sqrt(head_dim); T5 uses 1.0
+    bias: bool = True
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    share_layers: bool = False  # ALBERT cross-layer parameter sharing
+    decoder_layers: int | None = None  # encoder-decoder: default = layers
+    heads: list[str] = dataclasses.field(default_factory=lambda: ["mlm"])
+    num_labels: int = 2  # for the `classify` head
+    tie_embeddings: bool = True
+    pad_token_id: int = 0
+    init_std: float = 0.02
+
+    def validate(self) -> None:
+        choice("model.arch", self.arch, ARCHS)
+        choice("model.position", self.position, POSITIONS)
+        choice("model.norm", self.norm, NORMS)
+        choice("model.activation", self.activation, ACTIVATIONS)
+        choice("model.feedforward", self.feedforward, FEEDFORWARDS)
+        for head in self.heads:
+            choice("model.heads[]", head, HEADS)
+        for name in ("vocab_size", "hidden", "layers", "num_heads", "intermediate", "max_positions"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.head_dim is None and self.hidden % self.num_heads:
+            raise ConfigError(
+                f"model.num_heads = {self.num_heads} does not divide model.hidden = {self.hidden}; "
+                "pick a head count that divides the hidden size, or set model.head_dim"
+            )
+        if self.num_heads % self.kv_heads:
+            raise ConfigError(
+                f"model.num_kv_heads = {self.kv_heads} must divide model.num_heads = {self.num_heads}"
+            )
+        if self.embedding_size is not None and self.embedding_size <= 0:
+            raise ConfigError("model.embedding_size must be positive")
+        if self.arch == "decoder" and any(h in self.heads for h in ("mlm", "nsp", "sop", "pooler")):
+            raise ConfigError(
+                f"model.heads {self.heads} need a bidirectional encoder but model.arch = 'decoder'; "
+                "use heads = ['lm'] or arch = 'encoder'"
+            )
+        if self.arch == "encoder" and "lm" in self.heads:
+            raise ConfigError(
+                "model.heads has 'lm' (next-token prediction) but model.arch = 'encoder' sees the "
+                "future; use arch = 'decoder' or the 'mlm' head"
+            )
+        if self.position == "rotary" and self.dim_per_head % 2:
+            raise ConfigError("rotary positions need an even head dimension")
+        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attention_dropout < 1.0:
+            raise ConfigError("model.dropout and model.attention_dropout must be in [0, 1)")
+
+    # derived sizes
+    @property
+    def kv_heads(self) -> int:
+        return self.num_kv_heads or self.num_heads
+
+    @property
+    def dim_per_head(self) -> int:
+        return self.head_dim or self.hidden // self.num_heads
+
+    @property
+    def embed_dim(self) -> int:
+        return self.embedding_size or self.hidden
+
+    @property
+    def use_final_norm(self) -> bool:
+        return self.prenorm if self.final_norm is None else self.final_norm
+
+    @property
+    def is_causal(self) -> bool:
+        return self.arch == "decoder"
+
+    def num_parameters_estimate(self) -> int:
+        """Rough parameter count (embeddings + blocks), for summaries."""
+        h, d = self.hidden, self.dim_per_head
+        attn = h * d * (self.num_heads * 2 + self.kv_heads * 2)
+        ffn = h * self.intermediate * (3 if self.feedforward == "glu" else 2)
+        blocks = (1 if self.share_layers else self.layers) * (attn + ffn)
+        return blocks + self.vocab_size * self.embed_dim

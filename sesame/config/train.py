@@ -1,0 +1,54 @@
+"""The train section: optimisation, precision, checkpoints and logging."""
+from __future__ import annotations
+
+import dataclasses
+
+from sesame.config.base import Section, choice
+from sesame.errors import ConfigError
+
+
+@dataclasses.dataclass
+class TrainConfig(Section):
+    SECTION = "train"
+    steps: int = 1000
+    batch_size: int = 32  # sequences per optimizer step, across accumulation and ranks
+    micro_batch_size: int | None = None  # default batch_size (no accumulation)
+    optimizer: str = "adamw"
+    lr: float = 1e-4
+    betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+    schedule: str = "linear"  # linear | cosine | inverse_sqrt | constant
+    warmup: int = 100
+    clip: float = 1.0  # 0 disables clipping
+    precision: str = "fp32"  # fp32 | bf16 (autocast, fp32 master weights)
+    device: str = "auto"  # auto | cpu | cuda
+    seed: int = 0
+    deterministic: bool = False
+    eval_every: int = 0  # 0: never
+    eval_batches: int = 20
+    early_stop: int = 0  # stop after N evaluations without improvement; 0 disables
+    log_every: int = 10
+    save_every: int = 0  # 0: only at the end
+    keep: int = 3
+    nan_policy: str = "stop"  # stop | skip
+    tensorboard: bool = False
+    compile: bool = False
+
+    def validate(self) -> None:
+        choice("train.optimizer", self.optimizer, ("adamw", "lamb", "sgd"))
+        choice("train.schedule", self.schedule, ("linear", "cosine", "inverse_sqrt", "constant"))
+        choice("train.precision", self.precision, ("fp32", "bf16"))
+        choice("train.device", self.device, ("auto", "cpu", "cuda"))
+        choice("train.nan_policy", self.nan_policy, ("stop", "skip"))
+        if self.steps <= 0 or self.batch_size <= 0:
+            raise ConfigError("train.steps and train.batch_size must be positive")
+        if self.micro_batch_size is not None and (
+            self.micro_batch_size <= 0 or self.batch_size % self.micro_batch_size
+        ):
+            raise ConfigError(
+                f"train.micro_batch_size = {self.micro_batch_size} must divide "
+                f"train.batch_size = {self.batch_size}"
+            )
+        if len(self.betas) != 2:
+            raise ConfigError("train.betas must have two numbers, e.g. [0.9, 0.999]")

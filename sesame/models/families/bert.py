@@ -1,0 +1,113 @@
+"""BERT: post-norm encoder, learned positions, segment types, MLM + NSP heads."""
+from __future__ import annotations
+
+from sesame.config.model import ModelConfig
+from sesame.config.registry import register
+from sesame.errors import ConversionError
+from sesame.models.hf import Family, fused, linear, rule
+
+ACT_FROM_HF = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu",
+               "silu": "silu", "swish": "silu"}
+ACT_TO_HF = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "silu"}
+
+
+def activation_from_hf(name: str) -> str:
+    if name not in ACT_FROM_HF:
+        raise ConversionError(f"activation {name!r} is not supported; supported: {', '.join(ACT_FROM_HF)}")
+    return ACT_FROM_HF[name]
+
+
+def encoder_config(hf: dict, family: str, **extra) -> ModelConfig:
+    """The fields BERT-like HF configs share."""
+    if hf.get("position_embedding_type", "absolute") != "absolute":
+        raise ConversionError(f"position_embedding_type {hf['position_embedding_type']!r} is not supported")
+    fields = dict(
+        family=family, arch="encoder", vocab_size=hf["vocab_size"], hidden=hf["hidden_size"],
+        layers=hf["num_hidden_layers"], num_heads=hf["num_attention_heads"],
+        intermediate=hf["intermediate_size"], max_positions=hf["max_position_embeddings"],
+        type_vocab_size=hf.get("type_vocab_size", 2), norm_eps=hf.get("layer_norm_eps", 1e-12),
+        activation=activation_from_hf(hf.get("hidden_act", "gelu")),
+        dropout=hf.get("hidden_dropout_prob", 0.1), attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
+        pad_token_id=hf.get("pad_token_id") or 0, init_std=hf.get("initializer_range", 0.02),
+    )
+    fields.update(extra)
+    return ModelConfig(**fields)
+
+
+def encoder_config_to_hf(c: ModelConfig, model_type: str) -> dict:
+    return {
+        "model_type": model_type, "vocab_size": c.vocab_size, "hidden_size": c.hidden,
+        "num_hidden_layers": c.layers, "num_attention_heads": c.num_heads,
+        "intermediate_size": c.intermediate, "max_position_embeddings": c.max_positions + c.position_offset,
+        "type_vocab_size": c.type_vocab_size, "layer_norm_eps": c.norm_eps,
+        "hidden_act": ACT_TO_HF[c.activation], "hidden_dropout_prob": c.dropout,
+        "attention_probs_dropout_prob": c.attention_dropout, "pad_token_id": c.pad_token_id,
+        "initializer_range": c.init_std, "position_embedding_type": "absolute",
+        "tie_word_embeddings": c.tie_embeddings,
+    }
+
+
+def bert_layer_rules(c: ModelConfig, i, ours: str, theirs: str) -> list:
+    """One BERT-style encoder layer (shared by BERT, RoBERTa, ELECTRA)."""
+    h = c.num_heads * c.dim_per_head
+    return [
+        *fused(f"{ours}.attn.qkv", [f"{theirs}.attention.self.{n}" for n in ("query", "key", "value")], (h, h, h)),
+        *linear(f"{ours}.attn.out", f"{theirs}.attention.output.dense"),
+        *linear(f"{ours}.attn_norm", f"{theirs}.attention.output.LayerNorm"),
+        *linear(f"{ours}.ffn.up", f"{theirs}.intermediate.dense"),
+        *linear(f"{ours}.ffn.down", f"{theirs}.output.dense"),
+        *linear(f"{ours}.ffn_norm", f"{theirs}.output.LayerNorm"),
+    ]
+
+
+def bert_embedding_rules(c: ModelConfig) -> list:
+    out = [
+        rule("body.embed.tokens.weight", "embeddings.word_embeddings.weight"),
+        rule("body.position.table.weight", "embeddings.position_embeddings.weight"),
+        *linear("body.embed.norm", "embeddings.LayerNorm"),
+    ]
+    if c.type_vocab_size:
+        out.append(rule("body.embed.types.weight", "embeddings.token_type_embeddings.weight"))
+    return out
+
+
+def body_rules(c: ModelConfig) -> list:
+    out = bert_embedding_rules(c)
+    for i in range(c.layers):
+        out += bert_layer_rules(c, i, f"body.layers.{i}", f"encoder.layer.{i}")
+    return out
+
+
+def head_rules(c: ModelConfig) -> dict:
+    return {
+        "pooler": linear("heads.pooler.dense", "pooler.dense"),
+        "mlm": [
+            *linear("heads.mlm.dense", "cls.predictions.transform.dense", base=False),
+            *linear("heads.mlm.norm", "cls.predictions.transform.LayerNorm", base=False),
+            rule("heads.mlm.decoder.bias", "cls.predictions.bias", base=False),
+        ],
+        "nsp": linear("heads.nsp.classifier", "cls.seq_relationship", base=False),
+        "classify": linear("heads.classify.classifier", "classifier", base=False),
+    }
+
+
+def architecture(heads: list[str]) -> str:
+    if "mlm" in heads and "nsp" in heads:
+        return "BertForPreTraining"
+    if "mlm" in heads:
+        return "BertForMaskedLM"
+    if "classify" in heads:
+        return "BertForSequenceClassification"
+    return "BertModel"
+
+
+FAMILY = register("family", "bert")(Family(
+    name="bert",
+    model_types=("bert",),
+    prefix="bert.",
+    config_from_hf=lambda hf: encoder_config(hf, "bert"),
+    config_to_hf=lambda c: encoder_config_to_hf(c, "bert"),
+    body_rules=body_rules,
+    head_rules=head_rules,
+    architecture=architecture,
+))

@@ -1,0 +1,76 @@
+"""A Transformer block (self-attention, optional cross-attention, feed-forward;
+pre- or post-norm) and a stack of blocks with optional cross-layer sharing."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from sesame.config.model import ModelConfig
+from sesame.nn.attention import CrossAttention, SelfAttention
+from sesame.nn.cache import KVCache
+from sesame.nn.feedforward import build_feedforward
+from sesame.nn.layout import Layout
+from sesame.nn.norms import build_norm
+
+
+@dataclasses.dataclass
+class Context:
+    """Per-forward inputs every block shares; built once by the body."""
+
+    layout: Layout
+    position: nn.Module | None = None
+    positions: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+    memory: torch.Tensor | None = None  # encoder output, for cross-attention
+    memory_layout: Layout | None = None
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig, cross: bool = False, needed: set[str] = frozenset()):
+        super().__init__()
+        norm = lambda: build_norm(config.norm, config.hidden, config.norm_eps)  # noqa: E731
+        self.prenorm = config.prenorm
+        self.attn = SelfAttention(config, needed)
+        self.attn_norm = norm()
+        self.cross = CrossAttention(config) if cross else None
+        self.cross_norm = norm() if cross else None
+        self.ffn = build_feedforward(config)
+        self.ffn_norm = norm()
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, ctx: Context, cache=None) -> torch.Tensor:
+        def attend(h):
+            return self.drop(self.attn(h, ctx.layout, ctx.position, ctx.positions, ctx.bias, cache))
+
+        def cross(h):
+            return self.drop(self.cross(h, ctx.memory, ctx.memory_layout, cache))
+
+        if self.prenorm:
+            x = x + attend(self.attn_norm(x))
+            if self.cross is not None:
+                x = x + cross(self.cross_norm(x))
+            return x + self.ffn(self.ffn_norm(x))
+        x = self.attn_norm(x + attend(x))
+        if self.cross is not None:
+            x = self.cross_norm(x + cross(x))
+        return self.ffn_norm(x + self.ffn(x))
+
+
+class Stack(nn.ModuleList):
+    """``layers`` blocks; with ``share_layers`` one block's weights serve every depth (ALBERT)."""
+
+    def __init__(self, config: ModelConfig, layers: int, cross: bool = False, needed=frozenset()):
+        count = 1 if config.share_layers else layers
+        super().__init__(Block(config, cross, needed) for _ in range(count))
+        self.depth = layers
+        self.shared = config.share_layers
+
+    def forward(self, x, ctx: Context, cache: KVCache | None = None, hidden_states: list | None = None):
+        for i in range(self.depth):
+            block = self[0 if self.shared else i]
+            x = block(x, ctx, cache.layers[i] if cache is not None else None)
+            if hidden_states is not None:
+                hidden_states.append(x)
+        return x

@@ -1,0 +1,53 @@
+"""The decoding cache: per-layer keys and values in buffers that grow by
+doubling, so each step writes in place instead of re-concatenating. The same
+object carries an encoder-decoder's cross-attention keys (computed once)."""
+from __future__ import annotations
+
+import torch
+
+
+class LayerCache:
+    def __init__(self):
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+        self.length = 0
+        self.cross: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append (B, H, T, D) keys/values; return all of them so far."""
+        t = k.shape[2]
+        end = self.length + t
+        if self.k is None or end > self.k.shape[2]:
+            cap = max(end, 2 * (self.k.shape[2] if self.k is not None else 0), 16)
+            shape = (k.shape[0], k.shape[1], cap, k.shape[3])
+            nk, nv = k.new_empty(shape), v.new_empty(shape)
+            if self.k is not None:
+                nk[:, :, : self.length] = self.k[:, :, : self.length]
+                nv[:, :, : self.length] = self.v[:, :, : self.length]
+            self.k, self.v = nk, nv
+        self.k[:, :, self.length : end] = k
+        self.v[:, :, self.length : end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        if self.k is not None:
+            self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
+        if self.cross is not None:
+            self.cross = tuple(t.index_select(0, index) for t in self.cross)
+
+
+class KVCache:
+    """One ``LayerCache`` per layer; ``length`` is how many positions are cached."""
+
+    def __init__(self, layers: int):
+        self.layers = [LayerCache() for _ in range(layers)]
+
+    @property
+    def length(self) -> int:
+        return self.layers[0].length
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Select batch rows (beam search keeps the surviving hypotheses)."""
+        for layer in self.layers:
+            layer.reorder(index)
