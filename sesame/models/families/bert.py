@@ -43,7 +43,7 @@ def encoder_config_to_hf(c: ModelConfig, model_type: str) -> dict:
         "hidden_act": ACT_TO_HF[c.activation], "hidden_dropout_prob": c.dropout,
         "attention_probs_dropout_prob": c.attention_dropout, "pad_token_id": c.pad_token_id,
         "initializer_range": c.init_std, "position_embedding_type": "absolute",
-        "tie_word_embeddings": c.tie_embeddings,
+        "tie_word_embeddings": c.tie_embeddings, "num_labels": c.num_labels,
     }
 
 

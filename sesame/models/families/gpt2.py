@@ -39,8 +39,6 @@ def _check_exportable(c: ModelConfig) -> None:
         bad.append(f"num_kv_heads = {c.num_kv_heads}")
     if not c.use_final_norm:
         bad.append("final_norm = false")
-    if not c.tie_embeddings:
-        bad.append("tie_embeddings = false")
     if bad:
         raise ConversionError(f"this model cannot be written as GPT-2: it has {', '.join(bad)}")
 
@@ -52,8 +50,10 @@ def config_to_hf(c: ModelConfig) -> dict:
         "n_head": c.num_heads, "n_inner": c.intermediate, "n_positions": c.max_positions,
         "activation_function": ACT_TO_HF[c.activation], "layer_norm_epsilon": c.norm_eps,
         "resid_pdrop": c.dropout, "embd_pdrop": c.dropout, "attn_pdrop": c.attention_dropout,
-        "initializer_range": c.init_std, "scale_attn_weights": True, "tie_word_embeddings": True,
-        "bos_token_id": c.vocab_size - 1, "eos_token_id": c.vocab_size - 1,
+        "initializer_range": c.init_std, "scale_attn_weights": True, "tie_word_embeddings": c.tie_embeddings,
+        # <|endoftext|> closes GPT-2's byte-level vocabulary; smaller vocabularies name none
+        "bos_token_id": 50256 if c.vocab_size > 50256 else None,
+        "eos_token_id": 50256 if c.vocab_size > 50256 else None,
     }
 
 
@@ -77,9 +77,15 @@ def body_rules(c: ModelConfig) -> list:
 
 
 def head_rules(c: ModelConfig) -> dict:
-    # The LM head is the token embedding (GPT-2 always ties it): mapping it onto wte
-    # lets import detect the head and export write nothing extra.
-    return {"lm": [rule("heads.lm.decoder.weight", "wte.weight")]}
+    return {"lm": lm_head_rules(c, "wte.weight")}
+
+
+def lm_head_rules(c: ModelConfig, embedding: str) -> list:
+    """A tied LM head maps onto the token embedding (so import finds the head and export
+    writes nothing extra); an untied one is HF's top-level ``lm_head``."""
+    if c.tie_embeddings:
+        return [rule("heads.lm.decoder.weight", embedding)]
+    return [rule("heads.lm.decoder.weight", "lm_head.weight", base=False)]
 
 
 def architecture(heads: list[str]) -> str:

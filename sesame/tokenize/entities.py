@@ -1,0 +1,116 @@
+"""Entity and phrase spans for ERNIE-style masking: from tagged corpora (People's Daily
+``nr``/``ns``/``nt``, CoNLL IOB tags) or a phrase lexicon, as character spans, and
+their mapping onto tokens."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from sesame.errors import DataError
+
+# People's Daily (PKU) part-of-speech tags that name entities.
+PEOPLES_DAILY_TYPES = {"nr": "PER", "ns": "LOC", "nt": "ORG", "nz": "MISC"}
+PHRASE = "PHRASE"
+
+Entity = tuple[int, int, str]  # (start char, end char, type)
+
+
+def tagged_entities(words: Sequence[tuple[int, int]], tags: Sequence[str],
+                    types: dict[str, str] = PEOPLES_DAILY_TYPES) -> list[Entity]:
+    """Entities from ``word/tag`` words; consecutive person-name parts (``江/nr 泽民/nr``)
+    form one person."""
+    out: list[Entity] = []
+    prev_tag = None
+    for (s, e), tag in zip(words, tags):
+        kind = types.get(tag)
+        if kind is None:
+            prev_tag = None
+            continue
+        if tag == "nr" and prev_tag == "nr" and out and out[-1][1] == s:
+            out[-1] = (out[-1][0], e, kind)
+        else:
+            out.append((s, e, kind))
+        prev_tag = tag
+    return out
+
+
+def iob_entities(words: Sequence[tuple[int, int]], tags: Sequence[str]) -> list[Entity]:
+    """Entities from IOB1 or IOB2 tags (``B-PER``, ``I-PER``, ``O``); an ``I-`` tag after
+    ``O`` or another type starts an entity, as IOB1 has it."""
+    out: list[Entity] = []
+    prev = "O"
+    for (s, e), tag in zip(words, tags):
+        if tag == "O" or "-" not in tag:
+            prev = "O"
+            continue
+        pos, kind = tag.split("-", 1)
+        if pos == "B" or prev != kind or not out:
+            out.append((s, e, kind))
+        else:
+            out[-1] = (out[-1][0], e, kind)
+        prev = kind
+    return out
+
+
+class PhraseLexicon:
+    """Phrases (``phrase[<TAB>type]`` per line) found in text by longest match. A phrase
+    that starts or ends with a letter or digit only matches at word edges there."""
+
+    def __init__(self, phrases: dict[str, str]):
+        self.phrases = phrases
+        self._lengths: dict[str, list[int]] = {}
+        for p in phrases:
+            self._lengths.setdefault(p[0], []).append(len(p))
+        for lens in self._lengths.values():
+            lens.sort(reverse=True)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PhraseLexicon":
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"phrase lexicon {str(path)!r} does not exist; give a file of phrase[<TAB>type] lines")
+        phrases: dict[str, str] = {}
+        for line in path.read_text(encoding="utf-8", errors="replace").split("\n"):
+            if not line.strip() or line.startswith("#"):
+                continue
+            phrase, _, kind = line.rstrip("\r").partition("\t")
+            phrase = phrase.strip()
+            if phrase:
+                phrases[phrase] = kind.strip() or PHRASE
+        if not phrases:
+            raise DataError(f"phrase lexicon {str(path)!r} holds no phrases")
+        return cls(phrases)
+
+    def find(self, text: str) -> list[Entity]:
+        out: list[Entity] = []
+        i, n = 0, len(text)
+        lengths, phrases = self._lengths, self.phrases
+        while i < n:
+            lens = lengths.get(text[i])
+            if lens is not None and not (text[i].isalnum() and i > 0 and text[i - 1].isalnum()):
+                for k in lens:
+                    cand = text[i:i + k]
+                    end = i + k
+                    if len(cand) == k and cand in phrases and not (
+                            cand[-1].isalnum() and end < n and text[end].isalnum()):
+                        out.append((i, end, phrases[cand]))
+                        i = end - 1
+                        break
+            i += 1
+        return out
+
+
+def char_spans_to_tokens(spans: Sequence[tuple[int, int]], offsets: np.ndarray) -> np.ndarray:
+    """Character spans -> (k, 2) token spans [start, end) of the tokens that overlap
+    them (offsets: (N, 2) token character offsets, non-decreasing). Spans that cover no
+    token map to an empty span (start == end)."""
+    spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    if not len(spans) or not len(offsets):
+        return np.zeros((len(spans), 2), dtype=np.int64)
+    starts = offsets[:, 0]
+    ends = offsets[:, 1]
+    first = np.searchsorted(ends, spans[:, 0], side="right")
+    last = np.searchsorted(starts, spans[:, 1], side="left")
+    return np.stack([first, np.maximum(first, last)], axis=1)

@@ -1,0 +1,128 @@
+"""Word boundaries: pluggable Chinese segmenters, gold segmentation, and the rule that
+turns word spans into per-token word-start records.
+
+English words come from the tokenizer's pre-tokenizer. For CJK tokens a segmenter's
+words decide: a CJK token starts a word when it begins a different segmenter word than
+the token before it. A change of script (CJK next to non-CJK) always starts a word.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from sesame.errors import DataError, TokenizerError
+from sesame.tokenize.chars import codepoints, cjk_mask, space_mask
+
+Span = tuple[int, int]
+
+
+class Segmenter:
+    """Splits text into words; ``spans(text)`` gives (start, end) character spans."""
+
+    name = "none"
+
+    def spans(self, text: str) -> list[Span]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class JiebaSegmenter(Segmenter):
+    """jieba word segmentation, with an optional user dictionary (``word [freq] [tag]`` lines)."""
+
+    name = "jieba"
+
+    def __init__(self, user_dict: str | Path | None = None, hmm: bool = True):
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        self._tk = jieba.Tokenizer()
+        self._tk.initialize()
+        self.hmm = hmm
+        self.user_dict = str(user_dict) if user_dict else None
+        if user_dict is not None:
+            path = Path(user_dict)
+            if not path.is_file():
+                raise TokenizerError(f"jieba user dictionary {str(path)!r} does not exist; check the path")
+            self._tk.load_userdict(str(path))
+
+    def spans(self, text: str) -> list[Span]:
+        return [(s, e) for w, s, e in self._tk.tokenize(text, HMM=self.hmm) if not w.isspace()]
+
+
+@functools.lru_cache(maxsize=4)
+def get_segmenter(name: str, user_dict: str | None = None) -> Segmenter | None:
+    """``jieba`` or ``none``; gold segmentation comes with the corpus, not from a function."""
+    if name == "none":
+        return None
+    if name == "jieba":
+        return JiebaSegmenter(user_dict)
+    raise TokenizerError(
+        f"segmenter {name!r} cannot segment raw text; use 'jieba' or 'none' ('gold' needs a "
+        "pre-segmented corpus such as People's Daily in word/tag format)"
+    )
+
+
+def parse_tagged(line: str) -> tuple[str, list[Span], list[str]]:
+    """One ``word/tag  word/tag`` line -> (text, word spans, tags).
+
+    Words are joined without spaces, except between two ASCII letters/digits."""
+    text_parts: list[str] = []
+    spans: list[Span] = []
+    tags: list[str] = []
+    pos = 0
+    for item in line.split():
+        word, sep, tag = item.rpartition("/")
+        if not sep or not word:
+            raise DataError(f"tagged token {item!r} is not word/tag")
+        if word.startswith("[") and len(word) > 1:  # compound brackets: [中央/n 人民/n]nt
+            word = word[1:]
+        if "]" in tag:
+            tag = tag.split("]", 1)[0]
+        if text_parts and text_parts[-1][-1:].isascii() and text_parts[-1][-1:].isalnum() \
+                and word[0].isascii() and word[0].isalnum():
+            text_parts.append(" ")
+            pos += 1
+        spans.append((pos, pos + len(word)))
+        tags.append(tag)
+        text_parts.append(word)
+        pos += len(word)
+    return "".join(text_parts), spans, tags
+
+
+def word_starts_with_words(text: str, offsets: np.ndarray, pre_starts: np.ndarray,
+                           words: list[Span] | np.ndarray) -> np.ndarray:
+    """Per-token word starts for ``text``: pre-tokenizer starts for non-CJK tokens,
+    segmenter ``words`` (character spans) for CJK tokens.
+
+    ``offsets``: (N, 2) token character offsets into ``text``; ``pre_starts``: (N,) bool."""
+    n = len(offsets)
+    out = np.asarray(pre_starts, dtype=bool).copy()
+    if n < 2 or not len(text):
+        return out
+    cps = codepoints(text)
+    length = len(cps)
+    cjk = cjk_mask(cps)
+    space = space_mask(cps)
+    # first non-space character at or after each position
+    idx = np.where(space, length, np.arange(length))
+    nxt = np.minimum.accumulate(idx[::-1])[::-1]
+    starts = np.clip(offsets[:, 0], 0, length - 1)
+    ends = np.clip(offsets[:, 1], 0, length)
+    adj = nxt[starts]
+    adj = np.where(adj < np.maximum(ends, starts + 1), adj, starts)
+    adj = np.minimum(adj, length - 1)
+    tok_cjk = cjk[adj]
+    marks = np.zeros(length + 1, dtype=np.int64)
+    w = np.asarray(words, dtype=np.int64).reshape(-1, 2)
+    if len(w):
+        np.add.at(marks, np.clip(w[:, 0], 0, length), 1)
+    seg = np.cumsum(marks)[:length]
+    both = tok_cjk[1:] & tok_cjk[:-1]
+    mixed = tok_cjk[1:] != tok_cjk[:-1]
+    seg_change = seg[adj[1:]] != seg[adj[:-1]]
+    rest = out[1:]
+    rest[both] = seg_change[both]
+    rest[mixed] = True
+    return out

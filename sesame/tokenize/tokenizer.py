@@ -1,0 +1,368 @@
+"""``Tokenizer``: one wrapper over a Hugging Face ``tokenizers`` backend that every layer
+uses. Encodings carry ids, tokens, character offsets into the original text and word
+starts; special-token ids are attributes; ``save`` writes ``tokenizer.json``."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from itertools import chain
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import tokenizers
+from tokenizers import processors
+
+from sesame.errors import TokenizerError
+from sesame.tokenize import hashing
+from sesame.tokenize.segment import Segmenter, Span, word_starts_with_words
+
+# Role -> token strings that play it, most specific first.
+ROLE_TOKENS = {
+    "pad": ("[PAD]", "<pad>", "<|pad|>", "<|padding|>"),
+    "unk": ("[UNK]", "<unk>", "<|unk|>"),
+    "cls": ("[CLS]", "<s>", "<cls>"),
+    "sep": ("[SEP]", "</s>", "<sep>"),
+    "mask": ("[MASK]", "<mask>", "<|mask|>"),
+    "bos": ("<s>", "<|endoftext|>", "<|begin_of_text|>", "<bos>"),
+    "eos": ("</s>", "<|endoftext|>", "<|end_of_text|>", "<eos>"),
+}
+ROLES = tuple(ROLE_TOKENS)
+
+
+@dataclasses.dataclass
+class Encoding:
+    """One encoded text. ``offsets[i]`` is the (start, end) character span of token i in
+    the original text; ``word_starts[i]`` is True where token i begins a word;
+    ``word_ids[i]`` numbers the words (-1 for special tokens)."""
+
+    ids: list[int]
+    tokens: list[str]
+    offsets: list[tuple[int, int]]
+    word_starts: list[bool]
+    word_ids: list[int]
+    special: list[bool]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclasses.dataclass
+class ArrayEncoding:
+    """Many texts encoded into flat arrays (the corpus-preparation fast path):
+    ``ids`` and ``word_starts`` are concatenated, ``lengths[k]`` tokens belong to text k,
+    ``offsets`` (N, 2) are relative to each text (None unless asked for)."""
+
+    ids: np.ndarray
+    lengths: np.ndarray
+    word_starts: np.ndarray
+    offsets: np.ndarray | None
+
+
+class Tokenizer:
+    """A trained or loaded vocabulary. Build with ``train_tokenizer``/``load_tokenizer``
+    or ``Tokenizer.load(path)``."""
+
+    def __init__(self, backend: tokenizers.Tokenizer, kind: str | None = None):
+        self.backend = backend
+        vocab = backend.get_vocab(with_added_tokens=True)
+        self._vocab = vocab
+        self._id_to_token = {i: t for t, i in vocab.items()}
+        added = backend.get_added_tokens_decoder()
+        self.special_tokens = [tok.content for _, tok in sorted(added.items()) if tok.special]
+        self.kind = kind or _infer_kind(backend, vocab, set(self.special_tokens))
+        self.special_ids: dict[str, int] = {}
+        for role, names in ROLE_TOKENS.items():
+            for name in names:
+                if name in vocab:
+                    self.special_ids[role] = vocab[name]
+                    break
+        model_unk = _model_unk(backend)
+        if model_unk is not None and model_unk in vocab:
+            self.special_ids["unk"] = vocab[model_unk]
+        self._special_id_set = frozenset(vocab[t] for t in self.special_tokens if t in vocab)
+        self._hash: str | None = None
+
+    # ---- attributes -------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    pad_id = property(lambda self: self.special_ids.get("pad"))
+    unk_id = property(lambda self: self.special_ids.get("unk"))
+    cls_id = property(lambda self: self.special_ids.get("cls"))
+    sep_id = property(lambda self: self.special_ids.get("sep"))
+    mask_id = property(lambda self: self.special_ids.get("mask"))
+    bos_id = property(lambda self: self.special_ids.get("bos"))
+    eos_id = property(lambda self: self.special_ids.get("eos"))
+
+    @property
+    def hash(self) -> str:
+        """A stable content hash (16 hex digits) of the vocabulary and pipeline."""
+        if self._hash is None:
+            canon = json.dumps(json.loads(self.backend.to_str()), sort_keys=True, ensure_ascii=False,
+                               separators=(",", ":"))
+            self._hash = hashlib.sha256(canon.encode("utf-8")).hexdigest()[:16]
+        return self._hash
+
+    @property
+    def lowercase(self) -> bool:
+        norm = self.backend.normalizer
+        return norm is not None and norm.normalize_str("A") == "a"
+
+    def get_vocab(self) -> dict[str, int]:
+        return dict(self._vocab)
+
+    def __repr__(self) -> str:
+        roles = ", ".join(f"{r}={i}" for r, i in self.special_ids.items())
+        return f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size}, {roles})"
+
+    # ---- tokens <-> ids ---------------------------------------------------------
+    def token_to_id(self, token: str) -> int | None:
+        return self._vocab.get(token)
+
+    def id_to_token(self, index: int) -> str | None:
+        return self._id_to_token.get(int(index))
+
+    def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
+        unk = self.unk_id
+        out = []
+        for tok in tokens:
+            i = self._vocab.get(tok, unk)
+            if i is None:
+                raise TokenizerError(f"token {tok!r} is not in the vocabulary and it has no unknown token")
+            out.append(i)
+        return out
+
+    def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
+        out = []
+        for i in ids:
+            tok = self._id_to_token.get(int(i))
+            if tok is None:
+                raise TokenizerError(f"id {int(i)} is outside the vocabulary (size {self.vocab_size})")
+            out.append(tok)
+        return out
+
+    def is_special(self, index: int) -> bool:
+        return int(index) in self._special_id_set
+
+    # ---- encoding ---------------------------------------------------------------
+    def encode(self, text: str, *, add_special_tokens: bool = False, segmenter: Segmenter | None = None,
+               words: Sequence[Span] | None = None) -> Encoding:
+        """Encode one text. CJK word starts follow ``words`` (character spans) or the
+        ``segmenter``; other word starts come from the pre-tokenizer."""
+        if not isinstance(text, str):
+            raise TokenizerError(f"encode expects a str, got {type(text).__name__}")
+        if self.kind == "trigram":
+            enc = self._encode_trigrams(text)
+        else:
+            raw = self.backend.encode(text, add_special_tokens=add_special_tokens)
+            # special: inserted by the post-processor, or a special token written literally
+            # in the text (an [UNK] the model produced for unknown text is a normal word)
+            special = [m == 1 or (i in self._special_id_set and text[o[0]:o[1]] == t)
+                       for i, t, o, m in zip(raw.ids, raw.tokens, raw.offsets, raw.special_tokens_mask)]
+            prev = object()
+            starts = []
+            for w, s in zip(raw.word_ids, special):
+                starts.append(not s and w != prev)
+                if not s:
+                    prev = w
+            enc = Encoding(list(raw.ids), list(raw.tokens), [tuple(o) for o in raw.offsets], starts, [],
+                           special)
+        if words is None and segmenter is not None:
+            words = segmenter.spans(text)
+        if words is not None and len(enc):
+            starts = word_starts_with_words(text, np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2),
+                                            np.asarray(enc.word_starts), words)
+            enc.word_starts = [bool(s) and not sp for s, sp in zip(starts, enc.special)]
+        enc.word_ids = _number_words(enc.word_starts, enc.special)
+        if add_special_tokens and self.kind == "trigram":
+            enc = self._wrap(enc)
+        return enc
+
+    def encode_batch(self, texts: Sequence[str], **kwargs) -> list[Encoding]:
+        return [self.encode(t, **kwargs) for t in texts]
+
+    def encode_arrays(self, texts: Sequence[str], offsets: bool | Sequence[bool] = False) -> ArrayEncoding:
+        """Encode many texts (no special tokens added) into flat numpy arrays; fast path
+        for corpus preparation. ``offsets`` may be a per-text list of flags."""
+        texts = list(texts)
+        if self.kind == "trigram":
+            encs = [self._encode_trigrams(t) for t in texts]
+            ids_l = [e.ids for e in encs]
+            offs_l = [e.offsets for e in encs]
+            starts_l = [e.word_starts for e in encs]
+        else:
+            raw = self.backend.encode_batch(texts, add_special_tokens=False)
+            ids_l = [e.ids for e in raw]
+            offs_l = None
+            starts_l = None
+        lengths = np.fromiter((len(x) for x in ids_l), dtype=np.int64, count=len(ids_l))
+        total = int(lengths.sum())
+        ids = np.fromiter(chain.from_iterable(ids_l), dtype=np.uint32, count=total)
+        if starts_l is not None:
+            starts = np.fromiter(chain.from_iterable(starts_l), dtype=bool, count=total)
+        else:
+            wid = np.fromiter(chain.from_iterable(e.word_ids for e in raw), dtype=np.int64, count=total)
+            starts = np.ones(total, dtype=bool)
+            if total:
+                starts[1:] = wid[1:] != wid[:-1]
+                first = np.cumsum(lengths) - lengths
+                starts[first[lengths > 0]] = True
+        want = offsets if not isinstance(offsets, bool) else [offsets] * len(texts)
+        offs = None
+        if any(want):
+            offs = np.full((total, 2), -1, dtype=np.int64)
+            pos = 0
+            for k, n in enumerate(lengths.tolist()):
+                if want[k] and n:
+                    src = offs_l[k] if offs_l is not None else raw[k].offsets
+                    offs[pos:pos + n] = src
+                pos += n
+        return ArrayEncoding(ids, lengths, starts, offs)
+
+    def _encode_trigrams(self, text: str) -> Encoding:
+        raw = self.backend.encode(text, add_special_tokens=False)
+        norm = self.backend.normalizer
+        unk = self.unk_id
+        ids, toks, offs, starts, special = [], [], [], [], []
+        for tok, i, (s, e) in zip(raw.tokens, raw.ids, raw.offsets):
+            if i in self._special_id_set and tok in self.special_tokens and text[s:e] == tok:
+                ids.append(i), toks.append(tok), offs.append((s, e)), starts.append(False)
+                special.append(True)
+                continue
+            word = text[s:e]
+            if norm is not None:
+                word = norm.normalize_str(word)
+            word = "".join(word.split())
+            if not word:
+                continue
+            grams = hashing.letter_trigrams(word)
+            spans = hashing.trigram_spans(len(word)) if len(word) == e - s else [(0, e - s)] * len(grams)
+            for k, (g, (a, b)) in enumerate(zip(grams, spans)):
+                gid = self._vocab.get(g, unk)
+                ids.append(gid)
+                toks.append(g if gid != unk else self._id_to_token[unk])
+                offs.append((s + a, s + b))
+                starts.append(k == 0)
+                special.append(False)
+        return Encoding(ids, toks, offs, starts, [], special)
+
+    def _wrap(self, enc: Encoding) -> Encoding:
+        a, b = self._ends()
+        ids = [a] + enc.ids + [b]
+        return Encoding(ids, self.convert_ids_to_tokens(ids), [(0, 0)] + enc.offsets + [(0, 0)],
+                        [False] + enc.word_starts + [False], [-1] + enc.word_ids + [-1],
+                        [True] + enc.special + [True])
+
+    def _ends(self) -> tuple[int, int]:
+        if self.cls_id is not None and self.sep_id is not None:
+            return self.cls_id, self.sep_id
+        if self.bos_id is not None and self.eos_id is not None:
+            return self.bos_id, self.eos_id
+        raise TokenizerError(
+            "this vocabulary has neither [CLS]/[SEP] nor <s>/</s> tokens; "
+            "train it with special tokens or add them before building model inputs"
+        )
+
+    def build_inputs(self, ids_a: Sequence[int], ids_b: Sequence[int] | None = None
+                     ) -> tuple[list[int], list[int]]:
+        """``[CLS] a [SEP]`` or ``[CLS] a [SEP] b [SEP]`` (``<s>``/``</s>`` when there is
+        no [CLS]/[SEP]) and the matching token type ids."""
+        start, end = self._ends()
+        ids = [start, *ids_a, end]
+        types = [0] * len(ids)
+        if ids_b is not None:
+            ids += [*ids_b, end]
+            types += [1] * (len(ids_b) + 1)
+        return ids, types
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
+        ids = [int(i) for i in ids]
+        if self.kind == "trigram":
+            toks = [t for i, t in zip(ids, self.convert_ids_to_tokens(ids))
+                    if not (skip_special_tokens and i in self._special_id_set)]
+            return hashing.decode_trigrams(toks, self._id_to_token.get(self.unk_id))
+        return self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
+
+    # ---- files ------------------------------------------------------------------
+    def to_json(self) -> str:
+        return self.backend.to_str()
+
+    @classmethod
+    def from_json(cls, text: str) -> "Tokenizer":
+        try:
+            return cls(tokenizers.Tokenizer.from_str(text))
+        except Exception as err:  # the Rust side raises plain Exceptions
+            raise TokenizerError(f"not a valid tokenizer.json: {err}") from None
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``tokenizer.json`` (into ``path`` when it is a directory or has no
+        ``.json`` suffix). Returns the file written."""
+        path = Path(path)
+        if path.suffix != ".json":
+            path.mkdir(parents=True, exist_ok=True)
+            path = path / "tokenizer.json"
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.backend.save(str(path), pretty=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs) -> "Tokenizer":
+        """A run directory, ``tokenizer.json``, BERT ``vocab.txt``, GPT-2 vocab + merges or a
+        sentencepiece ``.model`` (see ``load_tokenizer``)."""
+        from sesame.tokenize.load import load_tokenizer
+
+        return load_tokenizer(path, **kwargs)
+
+    from_file = load
+
+
+def _number_words(starts: list[bool], special: list[bool]) -> list[int]:
+    out, w = [], -1
+    for s, sp in zip(starts, special):
+        if sp:
+            out.append(-1)
+            continue
+        if s or w < 0:
+            w += 1
+        out.append(w)
+    return out
+
+
+def _model_unk(backend: tokenizers.Tokenizer) -> str | None:
+    model = backend.model
+    unk = getattr(model, "unk_token", None)
+    if isinstance(unk, str):
+        return unk
+    data = json.loads(backend.to_str()).get("model", {})
+    if data.get("type") == "Unigram" and data.get("unk_id") is not None:
+        return data["vocab"][data["unk_id"]][0]
+    return None
+
+
+def _infer_kind(backend: tokenizers.Tokenizer, vocab: dict[str, int], specials: set[str]) -> str:
+    name = type(backend.model).__name__
+    if name == "WordLevel":
+        return "trigram" if hashing.is_trigram_vocab(vocab, specials) else "wordlevel"
+    if name == "WordPiece":
+        prefix = backend.model.continuing_subword_prefix
+        plain = [t for t in vocab if t not in specials]
+        if plain and all(len(t) == 1 or (t.startswith(prefix) and len(t) == len(prefix) + 1) for t in plain):
+            return "char"
+        return "wordpiece"
+    return {"BPE": "bpe", "Unigram": "unigram"}.get(name, name.lower())
+
+
+def template_processor(tok: Tokenizer) -> processors.TemplateProcessing | None:
+    """``[CLS] $A [SEP]`` (or ``<s> $A </s>``) post-processing for ``add_special_tokens``."""
+    try:
+        a, b = tok._ends()
+    except TokenizerError:
+        return None
+    sa, sb = tok.id_to_token(a), tok.id_to_token(b)
+    return processors.TemplateProcessing(
+        single=f"{sa} $A {sb}", pair=f"{sa} $A {sb} $B:1 {sb}:1", special_tokens=[(sa, a), (sb, b)]
+    )

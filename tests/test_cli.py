@@ -1,0 +1,52 @@
+"""The command line: every verb has --help; user errors are one line and exit 2."""
+import subprocess
+import sys
+
+import pytest
+
+from sesame.cli.main import VERBS, build_parser, main
+
+
+def test_top_level_help_lists_every_verb(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for verb in VERBS:
+        assert verb in out
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_has_help(verb, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([verb, "--help"])
+    assert exit_.value.code == 0
+    assert "usage: sesame " + verb in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["summary", "bert-tny"], "unknown preset 'bert-tny' (did you mean `bert-tiny`?)"),
+    (["summary", "bert-tiny", "--set", "model.layrs=3"], "unknown key `layrs` in [model] (did you mean `layers`?)"),
+    (["summary", "bert-tiny", "--set", "model.num_heads=3"], "does not divide model.hidden"),
+    (["convert", "--to-hf", "/nonexistent/model", "/tmp/out"], "does not exist"),
+    (["convert", "--from-hf", "/nonexistent/hf", "/tmp/out"], "is not a directory"),
+])
+def test_user_errors_print_one_line_and_exit_2(argv, fragment, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and fragment in err and err.count("\n") == 1
+
+
+def test_no_traceback_without_debug_and_traceback_with_it():
+    cmd = [sys.executable, "-m", "sesame.cli.main", "summary", "nope"]
+    plain = subprocess.run(cmd, capture_output=True, text=True)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    debug = subprocess.run(cmd[:3] + ["--debug"] + cmd[3:], capture_output=True, text=True)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_summary_and_demo_run(capsys):
+    assert main(["summary", "llama-tiny", "--set", "model.layers=2"]) == 0
+    out = capsys.readouterr().out
+    assert "llama decoder: 2 layers" in out and "rotary" in out
+    assert build_parser().parse_args(["demo"]).verb == "demo"
