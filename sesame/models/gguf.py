@@ -73,6 +73,11 @@ def metadata(reader, key: str, default=None):
 
 
 # ---- config ---------------------------------------------------------------
+def _f32(value) -> float:
+    """A float32 metadata value as the shortest decimal that rounds to it (1e-5, not 9.9999997e-06)."""
+    return float(str(np.float32(value)))
+
+
 def config_from_gguf(reader) -> ModelConfig:
     arch = metadata(reader, "general.architecture")
     if arch not in ARCHITECTURES:
@@ -109,8 +114,8 @@ def config_from_gguf(reader) -> ModelConfig:
         head_dim=head_dim if head_dim * heads != hidden else None,
         intermediate=int(get("feed_forward_length", required=True)),
         max_positions=int(get("context_length") or 2048), type_vocab_size=0, position="rotary",
-        rope_theta=float(get("rope.freq_base") or 10000.0), norm="rmsnorm",
-        norm_eps=float(get("attention.layer_norm_rms_epsilon") or 1e-5), prenorm=True,
+        rope_theta=_f32(get("rope.freq_base") or 10000.0), norm="rmsnorm",
+        norm_eps=_f32(get("attention.layer_norm_rms_epsilon") or 1e-5), prenorm=True,
         embedding_norm=False, final_norm=True, feedforward="glu", activation="silu",
         bias=any(n.endswith(".bias") for n in names), dropout=0.0, attention_dropout=0.0,
         heads=["lm"], tie_embeddings="output.weight" not in names,

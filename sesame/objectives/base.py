@@ -1,0 +1,53 @@
+"""What the objectives share: option parsing, tensor conversion, the scored
+forward pass of an LM-style head."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sesame.config.base import Section
+from sesame.errors import ConfigError
+
+IGNORE = -100
+
+
+def options(cls: type[Section], given: dict, name: str) -> Any:
+    """Parse an objective's ``[objective.options]`` table strictly."""
+    return cls.from_dict(dict(given), f"objective.options ({name})")
+
+
+def to_tensors(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    return {k: v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v)) for k, v in batch.items()}
+
+
+@dataclasses.dataclass
+class Vocab:
+    """The token facts an objective needs from the tokenizer."""
+
+    size: int
+    special_ids: tuple[int, ...] = ()
+    pad_id: int | None = None
+    mask_id: int | None = None
+
+    @classmethod
+    def from_tokenizer(cls, tok) -> "Vocab":
+        specials = tuple(sorted(getattr(tok, "special_ids", ()) or ()))
+        return cls(tok.vocab_size, specials, getattr(tok, "pad_id", None), getattr(tok, "mask_id", None))
+
+    def check_model(self, vocab_size: int) -> None:
+        if vocab_size < self.size:
+            raise ConfigError(
+                f"model.vocab_size = {vocab_size} is smaller than the tokenizer's {self.size} tokens; "
+                f"set model.vocab_size = {self.size}"
+            )
+
+
+def scored_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int, float]:
+    """Summed cross-entropy over (N, V) logits and (N,) labels, the count and the correct count."""
+    loss = F.cross_entropy(logits.float(), labels, reduction="sum")
+    correct = (logits.argmax(-1) == labels).sum().item()
+    return loss, labels.numel(), correct
