@@ -48,7 +48,7 @@ CASES = {"gpt2": _gpt2, "llama-gqa-untied": _llama_gqa_untied, "llama-tied-bias"
 def _randomise(model):
     """Random init leaves norms at 1 and biases at 0; perturb them so the maps are checked."""
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.dim() == 1:
                 p.add_(torch.randn_like(p) * 0.1)
     return model.eval()

@@ -12,25 +12,28 @@ class TrainConfig(Section):
     SECTION = "train"
     steps: int = 1000
     batch_size: int = 32  # sequences per optimizer step, across accumulation and ranks
-    micro_batch_size: int | None = None  # default batch_size (no accumulation)
-    optimizer: str = "adamw"
+    micro_batch_size: int | None = None  # per rank; default batch_size / ranks (no accumulation)
+    optimizer: str = "adamw"  # adamw | lamb | sgd
     lr: float = 1e-4
     betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
-    weight_decay: float = 0.01
+    weight_decay: float = 0.01  # never applied to parameters with ndim < 2 (biases, norms)
+    decay_embeddings: bool = True  # false: embedding tables get no weight decay either
+    momentum: float = 0.0  # sgd only
     schedule: str = "linear"  # linear | cosine | inverse_sqrt | constant
     warmup: int = 100
     clip: float = 1.0  # 0 disables clipping
     precision: str = "fp32"  # fp32 | bf16 (autocast, fp32 master weights)
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0
-    deterministic: bool = False
+    deterministic: bool = False  # torch.use_deterministic_algorithms(True); exact resume
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
     eval_every: int = 0  # 0: never
     eval_batches: int = 20
     early_stop: int = 0  # stop after N evaluations without improvement; 0 disables
     log_every: int = 10
     save_every: int = 0  # 0: only at the end
-    keep: int = 3
+    keep: int = 3  # newest complete checkpoints kept; 0 keeps all
     nan_policy: str = "stop"  # stop | skip
     tensorboard: bool = False
     compile: bool = False
@@ -50,5 +53,12 @@ class TrainConfig(Section):
                 f"train.micro_batch_size = {self.micro_batch_size} must divide "
                 f"train.batch_size = {self.batch_size}"
             )
+        for name in ("warmup", "eval_every", "eval_batches", "early_stop", "log_every", "save_every",
+                     "keep", "threads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} = {getattr(self, name)} must be >= 0")
+        if self.lr <= 0 or self.clip < 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ConfigError("train.lr must be > 0, train.clip and train.weight_decay >= 0, "
+                              "train.momentum in [0, 1)")
         if len(self.betas) != 2:
             raise ConfigError("train.betas must have two numbers, e.g. [0.9, 0.999]")

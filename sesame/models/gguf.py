@@ -25,7 +25,7 @@ import torch
 from sesame.config.model import ModelConfig
 from sesame.errors import CheckpointError, ConversionError
 from sesame.models.io import load_state, save_model
-from sesame.models.model import Model, build_model
+from sesame.models.model import build_model
 
 ARCHITECTURES = ("llama",)
 
@@ -78,6 +78,15 @@ def _f32(value) -> float:
     return float(str(np.float32(value)))
 
 
+def _per_model(value, key: str) -> int:
+    """A count llama.cpp may store per layer; sesame needs one value for every layer."""
+    if isinstance(value, (list, tuple)):
+        if len(set(value)) != 1:
+            raise ConversionError(f"GGUF {key} differs between layers ({value}); sesame needs one value")
+        value = value[0]
+    return int(value)
+
+
 def config_from_gguf(reader) -> ModelConfig:
     arch = metadata(reader, "general.architecture")
     if arch not in ARCHITECTURES:
@@ -100,17 +109,17 @@ def config_from_gguf(reader) -> ModelConfig:
     head_dim = int(get("attention.key_length") or hidden // heads)
     if int(get("rope.dimension_count") or head_dim) != head_dim:
         raise ConversionError("partial rotary embeddings (rope.dimension_count < head size) are not supported")
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
-    vocab = len(tokens.data) if tokens is not None else get("vocab_size")
-    if vocab is None:
-        vocab = int(_tensor(reader, "token_embd.weight").shape[-1])
+    embedding = _tensor(reader, "token_embd.weight")
+    if embedding is None:
+        raise CheckpointError("GGUF file lacks tensor 'token_embd.weight'")
+    vocab = int(embedding.shape[-1])  # ggml order [hidden, vocab]; the token list may be shorter
     names = {t.name for t in reader.tensors}
     if "rope_freqs.weight" in names:
         raise ConversionError("per-frequency RoPE scaling (Llama 3.1 style rope_freqs) is not supported")
     return ModelConfig.from_dict(dict(
         family="llama", arch="decoder", vocab_size=int(vocab), hidden=hidden,
         layers=int(get("block_count", required=True)), num_heads=heads,
-        num_kv_heads=int(get("attention.head_count_kv") or heads),
+        num_kv_heads=_per_model(get("attention.head_count_kv") or heads, "attention.head_count_kv"),
         head_dim=head_dim if head_dim * heads != hidden else None,
         intermediate=int(get("feed_forward_length", required=True)),
         max_positions=int(get("context_length") or 2048), type_vocab_size=0, position="rotary",

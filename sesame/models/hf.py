@@ -99,7 +99,8 @@ def _read_hf(src: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     files = sorted(src.glob("*.safetensors"))
     if not files:
         bins = list(src.glob("*.bin"))
-        hint = " (it has PyTorch .bin weights, which sesame never unpickles: re-save them as safetensors)" if bins else ""
+        hint = (" (it has PyTorch .bin weights, which sesame never unpickles: re-save them as safetensors)"
+                if bins else "")
         raise CheckpointError(f"{str(src)!r} has no .safetensors weights{hint}")
     state: dict[str, torch.Tensor] = {}
     for f in files:
