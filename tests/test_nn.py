@@ -161,3 +161,16 @@ def test_cross_layer_sharing_reuses_one_block():
     out = shared(torch.randint(0, 50, (2, 5))).logits["mlm"].sum()
     out.backward()
     assert shared.body.layers[0].attn.qkv.weight.grad is not None
+
+
+def test_fresh_adapters_are_the_identity_and_train():
+    plain = build_model(tiny())
+    with_adapters = build_model(tiny(adapter_size=8))
+    missing = set(with_adapters.state_dict()) - set(plain.state_dict())
+    assert missing and all("adapter" in k for k in missing)
+    with_adapters.load_state_dict(plain.state_dict(), strict=False)
+    ids = torch.randint(0, 50, (2, 6))
+    plain.eval(), with_adapters.eval()
+    torch.testing.assert_close(with_adapters(ids).hidden, plain(ids).hidden)
+    with_adapters(ids).logits["mlm"].sum().backward()
+    assert with_adapters.body.layers[0].ffn_adapter.up.weight.grad.abs().sum() > 0

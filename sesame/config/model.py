@@ -49,6 +49,7 @@ class ModelConfig(Section):
     dropout: float = 0.1
     attention_dropout: float = 0.1
     share_layers: bool = False  # ALBERT cross-layer parameter sharing
+    adapter_size: int = 0  # bottleneck adapters after attention and feed-forward; 0: none
     decoder_layers: int | None = None  # encoder-decoder: default = layers
     heads: list[str] = dataclasses.field(default_factory=lambda: ["mlm"])
     num_labels: int = 2  # for the `classify` head
@@ -76,6 +77,8 @@ class ModelConfig(Section):
             raise ConfigError(
                 f"model.num_kv_heads = {self.kv_heads} must divide model.num_heads = {self.num_heads}"
             )
+        if self.adapter_size < 0:
+            raise ConfigError("model.adapter_size must be 0 (no adapters) or positive")
         if self.embedding_size is not None and self.embedding_size <= 0:
             raise ConfigError("model.embedding_size must be positive")
         if self.arch == "decoder" and any(h in self.heads for h in ("mlm", "nsp", "sop", "pooler")):

@@ -11,6 +11,7 @@ from sesame.errors import CheckpointError
 from sesame.models.body import Body, EncoderDecoderBody
 from sesame.models.heads import build_head
 from sesame.nn import KVCache, Layout
+from sesame.nn.adapters import Adapter
 
 
 @dataclasses.dataclass
@@ -36,6 +37,9 @@ class Model(nn.Module):
             names.insert(0, "pooler")
         self.heads = nn.ModuleDict({name: build_head(name, config) for name in names})
         self.apply(self._init)
+        for module in self.modules():
+            if isinstance(module, Adapter):
+                module.reset_parameters()  # adapters start as the identity
         self.tie_weights()
 
     # ---- weights -------------------------------------------------------

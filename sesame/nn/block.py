@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from sesame.config.model import ModelConfig
+from sesame.nn.adapters import Adapter
 from sesame.nn.attention import CrossAttention, SelfAttention
 from sesame.nn.cache import KVCache
 from sesame.nn.feedforward import build_feedforward
@@ -39,10 +40,18 @@ class Block(nn.Module):
         self.ffn = build_feedforward(config)
         self.ffn_norm = norm()
         self.drop = nn.Dropout(config.dropout)
+        size = config.adapter_size
+        self.attn_adapter = Adapter(config.hidden, size, config.activation) if size else None
+        self.ffn_adapter = Adapter(config.hidden, size, config.activation) if size else None
 
     def forward(self, x: torch.Tensor, ctx: Context, cache=None) -> torch.Tensor:
         def attend(h):
-            return self.drop(self.attn(h, ctx.layout, ctx.position, ctx.positions, ctx.bias, cache))
+            out = self.drop(self.attn(h, ctx.layout, ctx.position, ctx.positions, ctx.bias, cache))
+            return out if self.attn_adapter is None else self.attn_adapter(out)
+
+        def feed(h):
+            out = self.ffn(h)
+            return out if self.ffn_adapter is None else self.ffn_adapter(out)
 
         def cross(h):
             return self.drop(self.cross(h, ctx.memory, ctx.memory_layout, cache))
@@ -51,11 +60,11 @@ class Block(nn.Module):
             x = x + attend(self.attn_norm(x))
             if self.cross is not None:
                 x = x + cross(self.cross_norm(x))
-            return x + self.ffn(self.ffn_norm(x))
+            return x + feed(self.ffn_norm(x))
         x = self.attn_norm(x + attend(x))
         if self.cross is not None:
             x = self.cross_norm(x + cross(x))
-        return self.ffn_norm(x + self.ffn(x))
+        return self.ffn_norm(x + feed(x))
 
 
 class Stack(nn.ModuleList):

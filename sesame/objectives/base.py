@@ -35,8 +35,8 @@ class Vocab:
 
     @classmethod
     def from_tokenizer(cls, tok) -> "Vocab":
-        specials = tuple(sorted(getattr(tok, "special_ids", ()) or ()))
-        return cls(tok.vocab_size, specials, getattr(tok, "pad_id", None), getattr(tok, "mask_id", None))
+        specials = tuple(sorted(i for i in tok.convert_tokens_to_ids(tok.special_tokens) if i is not None))
+        return cls(tok.vocab_size, specials, tok.pad_id, tok.mask_id)
 
     def check_model(self, vocab_size: int) -> None:
         if vocab_size < self.size:

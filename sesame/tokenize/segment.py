@@ -92,37 +92,47 @@ def parse_tagged(line: str) -> tuple[str, list[Span], list[str]]:
 
 
 def word_starts_with_words(text: str, offsets: np.ndarray, pre_starts: np.ndarray,
-                           words: list[Span] | np.ndarray) -> np.ndarray:
-    """Per-token word starts for ``text``: pre-tokenizer starts for non-CJK tokens,
-    segmenter ``words`` (character spans) for CJK tokens.
+                           words: list[Span] | np.ndarray, gold: bool = False) -> np.ndarray:
+    """Per-token word starts for ``text`` given word character spans.
 
-    ``offsets``: (N, 2) token character offsets into ``text``; ``pre_starts``: (N,) bool."""
+    ``offsets``: (N, 2) token character offsets into ``text``; ``pre_starts``: (N,) the
+    pre-tokenizer's word starts. A token belongs to the word holding its first non-space
+    character. Where that word (or the previous token's) contains a CJK character, the
+    token starts a word when its word differs from the previous token's; elsewhere the
+    pre-tokenizer decides. ``gold=True`` trusts the words everywhere they exist (a
+    pre-segmented corpus). A token that begins inside a word continues it, so a piece
+    spanning two words marks only the first."""
     n = len(offsets)
     out = np.asarray(pre_starts, dtype=bool).copy()
     if n < 2 or not len(text):
         return out
     cps = codepoints(text)
     length = len(cps)
-    cjk = cjk_mask(cps)
     space = space_mask(cps)
-    # first non-space character at or after each position
     idx = np.where(space, length, np.arange(length))
-    nxt = np.minimum.accumulate(idx[::-1])[::-1]
+    nxt = np.minimum.accumulate(idx[::-1])[::-1]  # first non-space character at or after i
     starts = np.clip(offsets[:, 0], 0, length - 1)
     ends = np.clip(offsets[:, 1], 0, length)
     adj = nxt[starts]
-    adj = np.where(adj < np.maximum(ends, starts + 1), adj, starts)
-    adj = np.minimum(adj, length - 1)
-    tok_cjk = cjk[adj]
-    marks = np.zeros(length + 1, dtype=np.int64)
+    adj = np.minimum(np.where(adj < np.maximum(ends, starts + 1), adj, starts), length - 1)
     w = np.asarray(words, dtype=np.int64).reshape(-1, 2)
+    w = w[(w[:, 1] > w[:, 0]) & (w[:, 0] >= 0) & (w[:, 1] <= length)]
+    char_word = np.full(length, -1, dtype=np.int64)
     if len(w):
-        np.add.at(marks, np.clip(w[:, 0], 0, length), 1)
-    seg = np.cumsum(marks)[:length]
-    both = tok_cjk[1:] & tok_cjk[:-1]
-    mixed = tok_cjk[1:] != tok_cjk[:-1]
-    seg_change = seg[adj[1:]] != seg[adj[:-1]]
+        lens = w[:, 1] - w[:, 0]
+        first = np.cumsum(lens) - lens
+        pos = np.arange(int(lens.sum())) - np.repeat(first - w[:, 0], lens)
+        char_word[pos] = np.repeat(np.arange(len(w)), lens)
+    tok_word = char_word[adj]
+    tok_word[space[adj]] = -1
+    if gold:
+        decided = tok_word >= 0
+    else:
+        csum = np.concatenate([[0], np.cumsum(cjk_mask(cps))])
+        word_cjk = (csum[w[:, 1]] - csum[w[:, 0]] > 0) if len(w) else np.zeros(0, bool)
+        decided = np.zeros(n, dtype=bool)
+        decided[tok_word >= 0] = word_cjk[tok_word[tok_word >= 0]]
+    use = decided[1:] | decided[:-1]
     rest = out[1:]
-    rest[both] = seg_change[both]
-    rest[mixed] = True
+    rest[use] = (tok_word[1:] != tok_word[:-1])[use]
     return out

@@ -170,11 +170,12 @@ class Tokenizer:
                     prev = w
             enc = Encoding(list(raw.ids), list(raw.tokens), [tuple(o) for o in raw.offsets], starts, [],
                            special)
+        gold = words is not None
         if words is None and segmenter is not None:
             words = segmenter.spans(text)
         if words is not None and len(enc):
             starts = word_starts_with_words(text, np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2),
-                                            np.asarray(enc.word_starts), words)
+                                            np.asarray(enc.word_starts), words, gold=gold)
             enc.word_starts = [bool(s) and not sp for s, sp in zip(starts, enc.special)]
         enc.word_ids = _number_words(enc.word_starts, enc.special)
         if add_special_tokens and self.kind == "trigram":

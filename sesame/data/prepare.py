@@ -1,0 +1,420 @@
+"""``sesame data prepare``: raw text -> tokenized, memory-mapped shards with document,
+sentence, word-start and entity records.
+
+The inputs are planned into shards (pieces of files, cut only at document
+boundaries); worker processes each stream one shard at a time in chunks of about a
+megabyte (bounded memory). A shard directory appears only when complete, and the plan
+is saved first, so running the same command again resumes where it stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import shutil
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from sesame.config.data import DataConfig
+from sesame.data.read import InputFile, PieceReader, doc_hash, read_piece, resolve_inputs, split_points
+from sesame.data.sentences import sentence_spans
+from sesame.data.shards import FORMAT_VERSION, Shard, ShardWriter, token_dtype, write_json
+from sesame.errors import DataError
+from sesame.tokenize import PhraseLexicon, Tokenizer, get_segmenter, load_tokenizer
+from sesame.tokenize.chars import has_cjk
+from sesame.tokenize.entities import char_spans_to_tokens
+from sesame.tokenize.segment import word_starts_with_words
+
+CHUNK_CHARS = 1 << 20  # characters of text encoded at a time
+SETTINGS = ("format", "text_field", "column", "extensions", "doc_boundary", "sentences", "segmenter",
+            "user_dict", "entities", "dedup", "shard_mb", "seq_len")
+_MiB = 1 << 20
+
+
+@dataclasses.dataclass
+class _Worker:
+    tok: Tokenizer
+    cfg: DataConfig
+    files: list[InputFile]
+    out: Path
+    report: Callable[[int], None]
+    lexicon: PhraseLexicon | None = None
+
+
+_STATE: _Worker | None = None
+
+
+def _init_worker(tok_json: str, cfg: dict, files: list[dict], out: str, q, single_thread: bool) -> None:
+    global _STATE
+    if single_thread:
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    cfg_ = DataConfig.from_dict(cfg)
+    _STATE = _Worker(Tokenizer.from_json(tok_json), cfg_, [InputFile(**f) for f in files], Path(out),
+                     q.put if q is not None else (lambda n: None),
+                     PhraseLexicon.load(cfg_.entities) if cfg_.entities else None)
+
+
+# ---- one shard ------------------------------------------------------------------------
+def _hash_unit(pieces: list[list[int]]) -> np.ndarray:
+    st = _STATE
+    hashes = []
+    for fi, a, b in pieces:
+        for doc in read_piece(st.files[fi], a, b, st.cfg, Counter()):
+            hashes.append(doc_hash(doc.text))
+    return np.array(hashes, dtype=np.uint64)
+
+
+def _process_unit(index: int, pieces: list[list[int]], drop: list[int] | None) -> dict:
+    st = _STATE
+    tok, cfg = st.tok, st.cfg
+    writer = ShardWriter(st.out / f"shard-{index:05d}", token_dtype(tok.vocab_size))
+    stats: dict[str, Counter] = {}
+    counts: Counter = Counter()
+    types: dict[str, int] = {}
+    dropset = set(drop or ())
+    batch: list = []
+    chars = doc_index = reported = 0
+    for fi, a, b in pieces:
+        f = st.files[fi]
+        fstats = stats.setdefault(f.path, Counter())
+        reader = PieceReader(f, a, b, fstats)
+        done_before = reported
+        for doc in read_piece(f, a, b, cfg, fstats, reader):
+            h = doc_hash(doc.text)
+            counts["chars_read"] += len(doc.text)
+            if doc_index in dropset:
+                counts["duplicates_removed"] += 1
+                doc_index += 1
+                continue
+            doc_index += 1
+            fstats["documents"] += 1
+            batch.append((doc, h))
+            chars += len(doc.text)
+            if chars >= CHUNK_CHARS:
+                _encode_batch(batch, writer, counts, types)
+                batch, chars = [], 0
+                now = done_before + reader.bytes_done
+                st.report(now - reported)
+                reported = now
+        if batch:
+            _encode_batch(batch, writer, counts, types)
+            batch, chars = [], 0
+        now = done_before + (b - a)
+        st.report(now - reported)
+        reported = now
+    stats_out = {path: {k: v for k, v in c.items()} for path, c in stats.items()}
+    return writer.close({"pieces": pieces, "files": stats_out, "counts": dict(counts),
+                         "entity_types": sorted(types, key=types.get)})
+
+
+def _encode_batch(batch: list, writer: ShardWriter, counts: Counter, types: dict[str, int]) -> None:
+    st = _STATE
+    tok, cfg = st.tok, st.cfg
+    seg_mode = cfg.segmenter
+    texts: list[str] = []
+    need: list[bool] = []
+    per_doc = []
+    for doc, _ in batch:
+        spans = doc.sentences if doc.sentences and cfg.sentences == "rules" else sentence_spans(doc.text, cfg.sentences)
+        words = None
+        if doc.words is not None and seg_mode in ("auto", "gold"):
+            words = doc.words
+        elif seg_mode in ("auto", "jieba") and has_cjk(doc.text):
+            words = get_segmenter("jieba", cfg.user_dict).spans(doc.text)
+        entities = list(doc.entities or ())
+        if st.lexicon is not None:
+            entities += st.lexicon.find(doc.text)
+        flag = words is not None or bool(entities)
+        per_doc.append((spans, words, entities, flag, doc.words))
+        texts += [doc.text[s:e] for s, e in spans]
+        need += [flag] * len(spans)
+    enc = tok.encode_arrays(texts, offsets=need)
+    n_sent = np.array([len(p[0]) for p in per_doc], dtype=np.int64)
+    sent_doc = np.repeat(np.arange(len(batch)), n_sent)
+    doc_len = np.bincount(sent_doc, weights=enc.lengths, minlength=len(batch)).astype(np.int64)
+    starts = enc.word_starts
+    doc_tok = np.concatenate([[0], np.cumsum(doc_len)])
+    sent_first = np.concatenate([[0], np.cumsum(n_sent)])
+    rows = []
+    for d, (spans, words, entities, flag, doc_words) in enumerate(per_doc):
+        if not flag or not doc_len[d]:
+            continue
+        a, b = doc_tok[d], doc_tok[d + 1]
+        s0, s1 = sent_first[d], sent_first[d + 1]
+        shift = np.repeat(np.array([s for s, _ in spans], dtype=np.int64), enc.lengths[s0:s1])
+        offs = enc.offsets[a:b] + shift[:, None]
+        text = batch[d][0].text
+        if words is not None:
+            starts[a:b] = word_starts_with_words(text, offs, starts[a:b], words, gold=words is doc_words)
+        if entities:
+            entities.sort(key=lambda x: (x[0], -x[1]))
+            spans_tok = char_spans_to_tokens([(s, e) for s, e, _ in entities], offs)
+            last_end = 0
+            for (ts, te), (_, _, kind) in zip(spans_tok.tolist(), entities):
+                if te <= ts:
+                    counts["entities_without_tokens"] += 1
+                elif ts < last_end:
+                    counts["entities_overlapping_dropped"] += 1
+                else:
+                    rows.append((a + ts, a + te, types.setdefault(kind, len(types))))
+                    last_end = te
+    keep = doc_len > 0
+    counts["empty_after_tokenizing"] += int((~keep).sum())
+    counts["chars_kept"] += sum(len(doc.text) for (doc, _), k in zip(batch, keep.tolist()) if k)
+    window = max(1, cfg.seq_len - 2)
+    long = doc_len > window
+    counts["long_documents"] += int(long.sum())
+    counts["long_document_windows"] += int(np.ceil(doc_len[long] / window).sum())
+    ids = enc.ids
+    if tok.unk_id is not None:
+        counts["unk_tokens"] += int(np.count_nonzero(ids == tok.unk_id))
+    hashes = np.array([h for _, h in batch], dtype=np.uint64)[keep]
+    writer.add(ids, starts, doc_len[keep], enc.lengths[enc.lengths > 0],
+               np.array(rows, dtype=np.int64).reshape(-1, 3), hashes)
+
+
+# ---- planning and running -------------------------------------------------------------
+def _plan(files: list[InputFile], cfg: DataConfig) -> list[list[list[int]]]:
+    total = sum(f.size for f in files)
+    cap = int(cfg.shard_mb * _MiB)
+    target = max(min(_MiB, cap), min(cap, total // 16))
+    pieces = []
+    for i, f in enumerate(files):
+        pts = split_points(f, target)
+        pieces += [[i, a, b] for a, b in zip(pts[:-1], pts[1:])]
+    units: list[list[list[int]]] = []
+    size = 0
+    for p in pieces:
+        if not units or size + (p[2] - p[1]) > target:
+            units.append([])
+            size = 0
+        units[-1].append(p)
+        size += p[2] - p[1]
+    return units
+
+
+def _settings(cfg: DataConfig) -> dict:
+    return {k: getattr(cfg, k) for k in SETTINGS}
+
+
+def _check_out(out: Path, plan: dict, overwrite: bool) -> bool:
+    """Prepare ``out``; True when an identical earlier plan is resumed."""
+    plan_path = out / "plan.json"
+    if plan_path.is_file():
+        import json
+
+        old = json.loads(plan_path.read_text(encoding="utf-8"))
+        if old == plan:
+            return True
+        if not overwrite:
+            changed = [k for k in plan if old.get(k) != plan[k]]
+            raise DataError(
+                f"{out} holds a different preparation (changed: {', '.join(changed)}); pass --overwrite "
+                "to replace it or choose another --out"
+            )
+    elif out.exists() and any(out.iterdir()) and not overwrite:
+        raise DataError(f"{out} exists and is not a prepared corpus; choose an empty or new --out directory")
+    if out.exists():
+        for p in out.iterdir():
+            if p.name.startswith("shard-") and p.is_dir():
+                shutil.rmtree(p)
+            elif p.name in ("meta.json", "plan.json", "tokenizer.json"):
+                p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def prepare(inputs: list[str] | None = None, tokenizer: Tokenizer | str | Path | None = None,
+            out: str | Path | None = None, config: DataConfig | None = None, *, progress: bool = True,
+            overwrite: bool = False, **overrides) -> dict:
+    """Prepare a corpus; returns its ``meta.json`` contents. Fields of ``config`` may be
+    overridden by keyword (``workers=2, dedup=True``...)."""
+    cfg = config or DataConfig()
+    if overrides:
+        cfg = cfg.replace(**overrides)
+    inputs = list(inputs if inputs is not None else cfg.inputs)
+    tokenizer = tokenizer if tokenizer is not None else cfg.tokenizer
+    out = out if out is not None else cfg.out
+    if tokenizer is None:
+        raise DataError("no tokenizer: pass --tokenizer (a tokenizer.json, vocab.txt, .model or a directory)")
+    if out is None:
+        raise DataError("no output directory: pass --out DIR")
+    tok = tokenizer if isinstance(tokenizer, Tokenizer) else load_tokenizer(tokenizer)
+    if cfg.segmenter == "gold" and cfg.format not in ("tagged", "conll"):
+        raise DataError("segmenter 'gold' needs pre-segmented input: set --format tagged (word/tag, e.g. "
+                        "People's Daily) or conll")
+    t0 = time.time()
+    files, skipped = resolve_inputs(inputs, cfg)
+    units = _plan(files, cfg)
+    out = Path(out)
+    plan = {"version": FORMAT_VERSION, "tokenizer_hash": tok.hash, "settings": _settings(cfg),
+            "files": [[f.path, f.size, f.mtime_ns] for f in files], "units": units}
+    resumed = _check_out(out, plan, overwrite)
+    write_json(out / "plan.json", plan)
+    tok.save(out / "tokenizer.json")
+    for p in out.glob("shard-*.tmp"):
+        shutil.rmtree(p)
+    done = [i for i in range(len(units)) if (out / f"shard-{i:05d}" / "meta.json").is_file()]
+    todo = [i for i in range(len(units)) if i not in set(done)]
+    unit_bytes = [sum(b - a for _, a, b in u) for u in units]
+    if cfg.segmenter in ("auto", "jieba") and any(f.cjk for f in files):
+        get_segmenter("jieba", cfg.user_dict)  # load the dictionary once, before forking
+    workers = max(1, min(cfg.workers, len(todo))) if todo else 1
+    total_bytes = sum(unit_bytes)
+    done_bytes = sum(unit_bytes[i] for i in done)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_bytes, initial=done_bytes, unit="B", unit_scale=True, unit_divisor=1000,
+                   desc="prepare", dynamic_ncols=True, smoothing=0.1)
+    file_dicts = [dataclasses.asdict(f) for f in files]
+    try:
+        drops = _dedup_plan(units, todo, cfg, tok, file_dicts, out, workers) if cfg.dedup else {}
+        _run(units, todo, drops, cfg, tok, file_dicts, out, workers, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    meta = _finish(out, tok, cfg, files, skipped, units, drops_total=sum(len(v) for v in drops.values()))
+    meta["resumed_shards"] = len(done) if resumed else 0
+    meta["elapsed_s"] = round(time.time() - t0, 3)
+    meta["mb_per_s"] = round((total_bytes - done_bytes) / 1e6 / max(meta["elapsed_s"], 1e-9), 3)
+    write_json(out / "meta.json", meta)
+    return meta
+
+
+def _pool(cfg, tok, file_dicts, out, workers, with_queue: bool):
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    q = ctx.Queue() if with_queue else None
+    saved = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker process
+    try:
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(tok.to_json(), cfg.to_dict(), file_dicts, str(out), q, True))
+    finally:
+        if saved is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = saved
+    return pool, q
+
+
+def _dedup_plan(units, todo, cfg, tok, file_dicts, out, workers) -> dict[int, list[int]]:
+    """Exact duplicates across the whole input: keep the first occurrence in plan order."""
+    if workers <= 1:
+        _init_worker(tok.to_json(), cfg.to_dict(), file_dicts, str(out), None, False)
+        hashes = [_hash_unit(u) for u in units]
+    else:
+        pool, _ = _pool(cfg, tok, file_dicts, out, workers, False)
+        with pool:
+            hashes = list(pool.map(_hash_unit, units))
+    seen: set[int] = set()
+    drops: dict[int, list[int]] = {}
+    for i, hs in enumerate(hashes):
+        for k, h in enumerate(hs.tolist()):
+            if h in seen:
+                drops.setdefault(i, []).append(k)
+            else:
+                seen.add(h)
+    return drops
+
+
+def _run(units, todo, drops, cfg, tok, file_dicts, out, workers, bar) -> None:
+    if not todo:
+        return
+    if workers <= 1:
+        _init_worker(tok.to_json(), cfg.to_dict(), file_dicts, str(out), None, False)
+        if bar is not None:
+            _STATE.report = bar.update
+        for i in todo:
+            _process_unit(i, units[i], drops.get(i))
+        return
+    pool, q = _pool(cfg, tok, file_dicts, out, workers, True)
+    with pool:
+        futures = {pool.submit(_process_unit, i, units[i], drops.get(i)) for i in todo}
+        try:
+            while futures:
+                finished, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
+                _drain(q, bar)
+                for fut in finished:
+                    fut.result()  # re-raise a worker's error here
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+        _drain(q, bar)
+
+
+def _drain(q, bar) -> None:
+    while True:
+        try:
+            n = q.get_nowait()
+        except queue_mod.Empty:
+            return
+        if bar is not None:
+            bar.update(n)
+
+
+def _finish(out: Path, tok: Tokenizer, cfg: DataConfig, files: list[InputFile], skipped: list[str],
+            units: list, drops_total: int) -> dict:
+    shards = [Shard(out / f"shard-{i:05d}") for i in range(len(units))]
+    per_file: dict[str, Counter] = {}
+    counts: Counter = Counter()
+    types: list[str] = []
+    for s in shards:
+        for path, st in s.meta["files"].items():
+            per_file.setdefault(path, Counter()).update({k: v for k, v in st.items() if isinstance(v, int)})
+        counts.update(s.meta["counts"])
+        for t in s.meta["entity_types"]:
+            if t not in types:
+                types.append(t)
+    hashes = np.concatenate([s.hashes() for s in shards]) if shards else np.zeros(0, np.uint64)
+    duplicates = drops_total + (len(hashes) - len(np.unique(hashes)))
+    examples = [e for s in shards for st in s.meta["files"].values() for e in st.get("bad_record_examples", [])]
+    totals = {k: sum(c.get(k, 0) for c in per_file.values())
+              for k in ("bytes", "lines", "empty_lines", "whitespace_lines", "invalid_utf8_bytes",
+                        "bad_records", "empty_documents", "documents")}
+    num_tokens = sum(s.num_tokens for s in shards)
+    chars_read = counts.get("chars_read", 0)
+    return {
+        "version": FORMAT_VERSION,
+        "tokenizer_hash": tok.hash,
+        "tokenizer_kind": tok.kind,
+        "vocab_size": tok.vocab_size,
+        "special_ids": tok.special_ids,
+        "tokens_dtype": token_dtype(tok.vocab_size).name,
+        "settings": _settings(cfg),
+        "inputs": [{"path": f.path, "format": f.format, "doc_boundary": f.boundary, "bytes": f.size}
+                   for f in files],
+        "skipped_inputs": skipped,
+        "shards": [s.path.name for s in shards],
+        "num_docs": sum(s.meta["num_docs"] for s in shards),
+        "num_sentences": sum(s.meta["num_sentences"] for s in shards),
+        "num_tokens": num_tokens,
+        "num_entities": sum(s.meta["num_entities"] for s in shards),
+        "entity_types": types,
+        "bad_input": {
+            **totals,
+            "invalid_utf8_by_file": {p: c["invalid_utf8_bytes"] for p, c in per_file.items()
+                                     if c.get("invalid_utf8_bytes")},
+            "bad_record_examples": examples[:5],
+            "empty_after_tokenizing": counts.get("empty_after_tokenizing", 0),
+            "duplicate_documents": int(duplicates),
+            "duplicates_removed": int(counts.get("duplicates_removed", 0)),
+            "entities_without_tokens": counts.get("entities_without_tokens", 0),
+            "entities_overlapping_dropped": counts.get("entities_overlapping_dropped", 0),
+        },
+        "long_documents": counts.get("long_documents", 0),
+        "long_document_windows": counts.get("long_document_windows", 0),
+        "window": max(1, cfg.seq_len - 2),
+        "text_kept_fraction": round(counts.get("chars_kept", 0) / chars_read, 6) if chars_read else 0.0,
+        "tokens_truncated": 0,
+        "unk_tokens": counts.get("unk_tokens", 0),
+        "unk_rate": round(counts.get("unk_tokens", 0) / max(1, num_tokens), 6),
+    }

@@ -1,0 +1,105 @@
+"""Run logging: ``metrics.jsonl`` (one JSON object per line: train steps, evaluations
+and events), optional TensorBoard, and a tqdm progress bar."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from sesame.errors import ConfigError
+
+METRICS = "metrics.jsonl"
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else float("inf")
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a metrics.jsonl (a run directory or the file); a torn last line is ignored."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS
+    records = []
+    if not path.is_file():
+        return records
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+class MetricsLog:
+    """Appends records to metrics.jsonl (flushed per line, so a killed run keeps what it logged)
+    and mirrors numeric fields to TensorBoard when asked. Only rank 0 creates one."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = False):
+        self.path = Path(run_dir) / METRICS
+        self.file = None
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ConfigError(
+                    "train.tensorboard = true needs the tensorboard package: pip install tensorboard "
+                    "(or set train.tensorboard = false)"
+                ) from None
+            self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+
+    def open(self, keep_until: int | None) -> None:
+        """Start the file afresh (``keep_until`` None) or keep the records up to that step (resume)."""
+        kept = []
+        if keep_until is not None:
+            kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= keep_until]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "w", encoding="utf-8")
+        for r in kept:
+            self.file.write(json.dumps(r) + "\n")
+        self.file.flush()
+
+    def write(self, record: dict, prefix: str = "train") -> None:
+        if self.file is not None:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        if self.writer is not None and "step" in record:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.writer.add_scalar(f"{prefix}/{key}", value, record["step"])
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class Progress:
+    """A tqdm bar over optimizer steps showing loss and tokens/s (tqdm adds the ETA)."""
+
+    def __init__(self, total: int, initial: int, enabled: bool):
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc="train")
+
+    def update(self, n: int = 1, **fields) -> None:
+        if self.bar is not None:
+            if fields:
+                self.bar.set_postfix(fields, refresh=False)
+            self.bar.update(n)
+
+    def write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
