@@ -1,9 +1,6 @@
 """`sesame convert`: Hugging Face (or GGUF) <-> sesame model directories."""
 from __future__ import annotations
 
-from sesame.errors import SesameError
-
-
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "convert", help="convert between Hugging Face / GGUF and sesame model directories",
@@ -30,10 +27,8 @@ def run(args) -> int:
     elif args.to_hf:
         hf.convert_to_hf(args.src, args.out)
     else:
-        try:
-            from sesame.models.gguf import convert_gguf
-        except ImportError as err:
-            raise SesameError(f"GGUF support needs the `gguf` package: pip install gguf ({err})") from None
+        from sesame.models.gguf import convert_gguf  # names the `gguf` package if it is missing
+
         convert_gguf(args.src, args.out)
     print(f"wrote {args.out}")
     return 0

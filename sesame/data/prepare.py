@@ -114,56 +114,43 @@ def _process_unit(index: int, pieces: list[list[int]], drop: list[int] | None) -
 
 
 def _encode_batch(batch: list, writer: ShardWriter, counts: Counter, types: dict[str, int]) -> None:
+    """Encode a chunk of documents sentence by sentence and append it to the shard.
+
+    Documents with word spans (gold or jieba) or entities need token offsets; their
+    word starts and entity spans are computed once for the whole chunk."""
     st = _STATE
     tok, cfg = st.tok, st.cfg
     seg_mode = cfg.segmenter
     texts: list[str] = []
     need: list[bool] = []
-    per_doc = []
-    for doc, _ in batch:
-        spans = doc.sentences if doc.sentences and cfg.sentences == "rules" else sentence_spans(doc.text, cfg.sentences)
-        words = None
+    n_sent = np.zeros(len(batch), dtype=np.int64)
+    flagged = []  # (doc index, char base, sentence spans, words, gold, entities)
+    base = 0
+    for d, (doc, _) in enumerate(batch):
+        spans = doc.sentences if doc.sentences and cfg.sentences == "rules" else \
+            sentence_spans(doc.text, cfg.sentences)
+        words, gold = None, False
         if doc.words is not None and seg_mode in ("auto", "gold"):
-            words = doc.words
+            words, gold = doc.words, True
         elif seg_mode in ("auto", "jieba") and has_cjk(doc.text):
             words = get_segmenter("jieba", cfg.user_dict).spans(doc.text)
         entities = list(doc.entities or ())
         if st.lexicon is not None:
             entities += st.lexicon.find(doc.text)
         flag = words is not None or bool(entities)
-        per_doc.append((spans, words, entities, flag, doc.words))
+        if flag:
+            flagged.append((d, base, spans, words, gold, entities))
+            base += len(doc.text) + 1
+        n_sent[d] = len(spans)
         texts += [doc.text[s:e] for s, e in spans]
         need += [flag] * len(spans)
     enc = tok.encode_arrays(texts, offsets=need)
-    n_sent = np.array([len(p[0]) for p in per_doc], dtype=np.int64)
     sent_doc = np.repeat(np.arange(len(batch)), n_sent)
     doc_len = np.bincount(sent_doc, weights=enc.lengths, minlength=len(batch)).astype(np.int64)
     starts = enc.word_starts
-    doc_tok = np.concatenate([[0], np.cumsum(doc_len)])
-    sent_first = np.concatenate([[0], np.cumsum(n_sent)])
-    rows = []
-    for d, (spans, words, entities, flag, doc_words) in enumerate(per_doc):
-        if not flag or not doc_len[d]:
-            continue
-        a, b = doc_tok[d], doc_tok[d + 1]
-        s0, s1 = sent_first[d], sent_first[d + 1]
-        shift = np.repeat(np.array([s for s, _ in spans], dtype=np.int64), enc.lengths[s0:s1])
-        offs = enc.offsets[a:b] + shift[:, None]
-        text = batch[d][0].text
-        if words is not None:
-            starts[a:b] = word_starts_with_words(text, offs, starts[a:b], words, gold=words is doc_words)
-        if entities:
-            entities.sort(key=lambda x: (x[0], -x[1]))
-            spans_tok = char_spans_to_tokens([(s, e) for s, e, _ in entities], offs)
-            last_end = 0
-            for (ts, te), (_, _, kind) in zip(spans_tok.tolist(), entities):
-                if te <= ts:
-                    counts["entities_without_tokens"] += 1
-                elif ts < last_end:
-                    counts["entities_overlapping_dropped"] += 1
-                else:
-                    rows.append((a + ts, a + te, types.setdefault(kind, len(types))))
-                    last_end = te
+    rows = np.zeros((0, 3), dtype=np.int64)
+    if flagged:
+        starts, rows = _words_and_entities(batch, flagged, enc, need, starts, counts, types)
     keep = doc_len > 0
     counts["empty_after_tokenizing"] += int((~keep).sum())
     counts["chars_kept"] += sum(len(doc.text) for (doc, _), k in zip(batch, keep.tolist()) if k)
@@ -171,12 +158,48 @@ def _encode_batch(batch: list, writer: ShardWriter, counts: Counter, types: dict
     long = doc_len > window
     counts["long_documents"] += int(long.sum())
     counts["long_document_windows"] += int(np.ceil(doc_len[long] / window).sum())
-    ids = enc.ids
     if tok.unk_id is not None:
-        counts["unk_tokens"] += int(np.count_nonzero(ids == tok.unk_id))
+        counts["unk_tokens"] += int(np.count_nonzero(enc.ids == tok.unk_id))
     hashes = np.array([h for _, h in batch], dtype=np.uint64)[keep]
-    writer.add(ids, starts, doc_len[keep], enc.lengths[enc.lengths > 0],
-               np.array(rows, dtype=np.int64).reshape(-1, 3), hashes)
+    writer.add(enc.ids, starts, doc_len[keep], enc.lengths[enc.lengths > 0], rows, hashes)
+
+
+def _words_and_entities(batch, flagged, enc, need, starts, counts, types):
+    """Word starts and entity token spans of the flagged documents, in one pass over
+    their concatenated text (documents joined by a newline)."""
+    sel_sent = np.asarray(need, dtype=bool)
+    sel_tok = np.repeat(sel_sent, enc.lengths)
+    sent_char = np.concatenate([[b + s for s, _ in spans] for _, b, spans, *_ in flagged]).astype(np.int64)
+    offs = enc.offsets[sel_tok] + np.repeat(sent_char, enc.lengths[sel_sent])[:, None]
+    text = "\n".join(batch[d][0].text for d, *_ in flagged)
+    words, gold_docs, ents = [], [], []
+    per_doc = np.repeat(np.arange(len(flagged)), [len(spans) for _, _, spans, *_ in flagged])
+    tok_count = np.bincount(per_doc, weights=enc.lengths[sel_sent], minlength=len(flagged)).astype(np.int64)
+    doc_tok = np.repeat(np.arange(len(flagged)), tok_count)
+    for k, (_, b, _, w, gold, e) in enumerate(flagged):
+        if w is not None:
+            words.append(np.asarray(w, dtype=np.int64).reshape(-1, 2) + b)
+        gold_docs.append(gold)
+        ents += [(s + b, t + b, kind) for s, t, kind in e]
+    out = starts.copy()
+    if words:
+        gold_tok = np.asarray(gold_docs, dtype=bool)[doc_tok]
+        out[sel_tok] = word_starts_with_words(text, offs, starts[sel_tok], np.concatenate(words), gold=gold_tok)
+    rows = []
+    if ents:
+        ents.sort(key=lambda x: (x[0], -x[1]))
+        spans_tok = char_spans_to_tokens([(s, e) for s, e, _ in ents], offs)
+        index = np.nonzero(sel_tok)[0]
+        last_end = -1
+        for (ts, te), (_, _, kind) in zip(spans_tok.tolist(), ents):
+            if te <= ts:
+                counts["entities_without_tokens"] += 1
+            elif ts < last_end:
+                counts["entities_overlapping_dropped"] += 1
+            else:
+                rows.append((int(index[ts]), int(index[te - 1]) + 1, types.setdefault(kind, len(types))))
+                last_end = te
+    return out, np.array(rows, dtype=np.int64).reshape(-1, 3)
 
 
 # ---- planning and running -------------------------------------------------------------

@@ -170,12 +170,18 @@ class Corpus:
 
         self.doc_offsets = join("docs")
         self.sent_offsets = join("sents")
-        ents = [s.entities + np.array([base, base, 0]) for s, base in zip(self.shards, self.shard_starts)]
+        self.entity_types: list[str] = self.meta.get("entity_types", [])
+        ents = []
+        for s, base in zip(self.shards, self.shard_starts):  # shard-local type ids -> corpus ids
+            remap = np.array([self.entity_types.index(t) for t in s.meta.get("entity_types", [])] or [0])
+            e = s.entities.copy()
+            e[:, :2] += base
+            e[:, 2] = remap[e[:, 2]]
+            ents.append(e)
         self.entities = np.concatenate(ents) if ents else np.zeros((0, 3), np.int64)
         self.num_docs = len(self.doc_offsets) - 1
         self.num_sentences = len(self.sent_offsets) - 1
         self.special_ids: dict[str, int] = self.meta.get("special_ids", {})
-        self.entity_types: list[str] = self.meta.get("entity_types", [])
         self.vocab_size: int = self.meta["vocab_size"]
         self.tokenizer_hash: str = self.meta["tokenizer_hash"]
 

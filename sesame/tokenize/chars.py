@@ -34,9 +34,9 @@ def cjk_mask(cps: np.ndarray) -> np.ndarray:
     return out
 
 
+_SPACE_TABLE = np.array([chr(i).isspace() for i in range(0x3001)], dtype=bool)
+
+
 def space_mask(cps: np.ndarray) -> np.ndarray:
-    """Whitespace as Python's str.isspace sees it, for the code points that occur in text."""
-    out = (cps == 32) | ((cps >= 9) & (cps <= 13)) | (cps == 0x85) | (cps == 0xA0) | (cps == 0x3000)
-    out |= (cps >= 0x2000) & (cps <= 0x200A) | (cps == 0x2028) | (cps == 0x2029) | (cps == 0x1680)
-    out |= (cps == 0x202F) | (cps == 0x205F) | (cps == 0x1C) | (cps == 0x1D) | (cps == 0x1E) | (cps == 0x1F)
-    return out
+    """Whitespace as Python's str.isspace sees it."""
+    return _SPACE_TABLE[np.minimum(cps, 0x3000)] & (cps <= 0x3000)

@@ -19,20 +19,20 @@ Entity = tuple[int, int, str]  # (start char, end char, type)
 
 def tagged_entities(words: Sequence[tuple[int, int]], tags: Sequence[str],
                     types: dict[str, str] = PEOPLES_DAILY_TYPES) -> list[Entity]:
-    """Entities from ``word/tag`` words; consecutive person-name parts (``江/nr 泽民/nr``)
-    form one person."""
+    """Entities from ``word/tag`` words; a surname and given name tagged apart
+    (``江/nr 泽民/nr``) form one person."""
     out: list[Entity] = []
-    prev_tag = None
-    for (s, e), tag in zip(words, tags):
-        kind = types.get(tag)
-        if kind is None:
-            prev_tag = None
-            continue
-        if tag == "nr" and prev_tag == "nr" and out and out[-1][1] == s:
-            out[-1] = (out[-1][0], e, kind)
+    prev, joined = -2, False
+    for i in [i for i, tag in enumerate(tags) if tag in types]:
+        s, e = words[i]
+        tag = tags[i]
+        if tag == "nr" and prev == i - 1 and tags[prev] == "nr" and not joined and out[-1][1] == s:
+            out[-1] = (out[-1][0], e, types[tag])  # surname + given name
+            joined = True
         else:
-            out.append((s, e, kind))
-        prev_tag = tag
+            out.append((s, e, types[tag]))
+            joined = False
+        prev = i
     return out
 
 

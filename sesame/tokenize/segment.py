@@ -8,7 +8,9 @@ the token before it. A change of script (CJK next to non-CJK) always starts a wo
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -64,43 +66,54 @@ def get_segmenter(name: str, user_dict: str | None = None) -> Segmenter | None:
     )
 
 
+_TAGGED = re.compile(r"(\S+)/([^\s/]+)(?=\s|$)")
+
+
 def parse_tagged(line: str) -> tuple[str, list[Span], list[str]]:
     """One ``word/tag  word/tag`` line -> (text, word spans, tags).
 
-    Words are joined without spaces, except between two ASCII letters/digits."""
-    text_parts: list[str] = []
+    Words are joined without spaces, except between two ASCII letters/digits.
+    Compound brackets (``[中央/n 人民/n]nt``) are dropped, their words kept."""
+    if "[" in line:
+        line = _CLOSE.sub(r"\1", _OPEN.sub("", line))
+    pairs = _TAGGED.findall(line)
+    if len(pairs) != len(line.split()):
+        bad = next((item for item in line.split() if not _TAGGED.fullmatch(item)), line)
+        raise DataError(f"tagged token {bad!r} is not word/tag")
+    words = [w for w, _ in pairs]
+    if not _ASCII_JOIN.search(line):  # no two ASCII words meet: plain concatenation
+        ends = list(itertools.accumulate(map(len, words)))
+        return "".join(words), list(zip([0] + ends[:-1], ends)), [t for _, t in pairs]
+    parts: list[str] = []
     spans: list[Span] = []
-    tags: list[str] = []
     pos = 0
-    for item in line.split():
-        word, sep, tag = item.rpartition("/")
-        if not sep or not word:
-            raise DataError(f"tagged token {item!r} is not word/tag")
-        if word.startswith("[") and len(word) > 1:  # compound brackets: [中央/n 人民/n]nt
-            word = word[1:]
-        if "]" in tag:
-            tag = tag.split("]", 1)[0]
-        if text_parts and text_parts[-1][-1:].isascii() and text_parts[-1][-1:].isalnum() \
-                and word[0].isascii() and word[0].isalnum():
-            text_parts.append(" ")
+    prev = ""
+    for word in words:
+        if prev and prev < "\x80" and word[0] < "\x80" and prev.isalnum() and word[0].isalnum():
+            parts.append(" ")
             pos += 1
         spans.append((pos, pos + len(word)))
-        tags.append(tag)
-        text_parts.append(word)
+        parts.append(word)
         pos += len(word)
-    return "".join(text_parts), spans, tags
+        prev = word[-1]
+    return "".join(parts), spans, [t for _, t in pairs]
+
+
+_ASCII_JOIN = re.compile(r"[A-Za-z0-9]/[^\s/]+\s+[A-Za-z0-9]")
+_OPEN = re.compile(r"(?<!\S)\[(?=\S+/)")
+_CLOSE = re.compile(r"(/[^\s/\]]+)\][a-z]+(?=\s|$)")
 
 
 def word_starts_with_words(text: str, offsets: np.ndarray, pre_starts: np.ndarray,
-                           words: list[Span] | np.ndarray, gold: bool = False) -> np.ndarray:
+                           words: list[Span] | np.ndarray, gold: bool | np.ndarray = False) -> np.ndarray:
     """Per-token word starts for ``text`` given word character spans.
 
     ``offsets``: (N, 2) token character offsets into ``text``; ``pre_starts``: (N,) the
     pre-tokenizer's word starts. A token belongs to the word holding its first non-space
     character. Where that word (or the previous token's) contains a CJK character, the
     token starts a word when its word differs from the previous token's; elsewhere the
-    pre-tokenizer decides. ``gold=True`` trusts the words everywhere they exist (a
-    pre-segmented corpus). A token that begins inside a word continues it, so a piece
+    pre-tokenizer decides. ``gold=True`` (or a per-token boolean array) trusts the words
+    everywhere they exist (a pre-segmented corpus). A token that begins inside a word continues it, so a piece
     spanning two words marks only the first."""
     n = len(offsets)
     out = np.asarray(pre_starts, dtype=bool).copy()
@@ -111,8 +124,8 @@ def word_starts_with_words(text: str, offsets: np.ndarray, pre_starts: np.ndarra
     space = space_mask(cps)
     idx = np.where(space, length, np.arange(length))
     nxt = np.minimum.accumulate(idx[::-1])[::-1]  # first non-space character at or after i
-    starts = np.clip(offsets[:, 0], 0, length - 1)
-    ends = np.clip(offsets[:, 1], 0, length)
+    starts = np.minimum(np.maximum(offsets[:, 0], 0), length - 1)
+    ends = np.minimum(offsets[:, 1], length)
     adj = nxt[starts]
     adj = np.minimum(np.where(adj < np.maximum(ends, starts + 1), adj, starts), length - 1)
     w = np.asarray(words, dtype=np.int64).reshape(-1, 2)
@@ -125,13 +138,14 @@ def word_starts_with_words(text: str, offsets: np.ndarray, pre_starts: np.ndarra
         char_word[pos] = np.repeat(np.arange(len(w)), lens)
     tok_word = char_word[adj]
     tok_word[space[adj]] = -1
-    if gold:
-        decided = tok_word >= 0
-    else:
+    inside = tok_word >= 0
+    decided = np.zeros(n, dtype=bool)
+    if gold is not True:
         csum = np.concatenate([[0], np.cumsum(cjk_mask(cps))])
         word_cjk = (csum[w[:, 1]] - csum[w[:, 0]] > 0) if len(w) else np.zeros(0, bool)
-        decided = np.zeros(n, dtype=bool)
-        decided[tok_word >= 0] = word_cjk[tok_word[tok_word >= 0]]
+        decided[inside] = word_cjk[tok_word[inside]]
+    if gold is not False:
+        decided |= inside & gold
     use = decided[1:] | decided[:-1]
     rest = out[1:]
     rest[use] = (tok_word[1:] != tok_word[:-1])[use]

@@ -95,7 +95,7 @@ def diagnose(module: nn.Module, batches: list[dict], forward: Callable[[dict], A
             return NonFiniteReport(step, i, "input", rank=rank)
         out: list = []
         with torch.no_grad():
-            culprit = first_nonfinite_module(module, lambda b=batch: out.append(forward(b)))
+            culprit = first_nonfinite_module(module, lambda b=batch, o=out: o.append(forward(b)))
         if culprit is not None or nonfinite(out[0].loss):
             return NonFiniteReport(step, i, "loss", module=culprit or "", rank=rank)
     for i, batch in enumerate(batches):
