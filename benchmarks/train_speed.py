@@ -42,17 +42,27 @@ def build(impl: str, family: str, shape: dict, seq: int):
                               num_heads=a, intermediate=i, max_positions=max(1024, seq), type_vocab_size=0,
                               norm_eps=1e-5, prenorm=True, embedding_norm=False, activation="gelu_tanh",
                               heads=["lm"])
-        model = build_model(cfg)
-        head = cfg.heads[0]
+        if impl == "sesame-all":  # like for like: MLM logits at every position
+            model = build_model(cfg)
 
-        def loss_fn(ids, labels, select):
-            if family == "bert":
-                sel = select if impl == "sesame" else None
-                logits = model(ids, select=sel).logits[head]
-                target = labels[select] if sel is not None else labels
-                return torch.nn.functional.cross_entropy(logits.flatten(0, -2), target.flatten(), ignore_index=-100)
-            logits = model(ids).logits[head]
-            return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
+            def loss_fn(ids, labels, select):
+                logits = model(ids).logits["mlm"]
+                return torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        else:  # the real training path: the objective's module on its transformed batch
+            from sesame.objectives import CLM, MLM, Vocab
+
+            vocab = Vocab(VOCAB[family], (0,), 0, 1)
+            task = (MLM if family == "bert" else CLM)(vocab)
+            module = task.build(cfg)
+            model = module
+
+            def loss_fn(ids, labels, select):
+                if family == "bert":
+                    batch = {"input_ids": ids, "labels": labels}
+                else:
+                    batch = {"input_ids": ids, "labels": torch.cat([ids[:, 1:], ids[:, :1] * 0 - 100], 1)}
+                out = module(batch)
+                return out.loss / out.count
     else:
         import transformers
 

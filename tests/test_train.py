@@ -49,7 +49,7 @@ class TinyModule(nn.Module):
         logits = self.head(h)
         labels = batch["labels"]
         sel = labels != IGNORE
-        loss = F.cross_entropy(logits[sel].float(), labels[sel], reduction="sum")
+        loss = F.cross_entropy(logits[sel].float(), labels[sel], reduction="sum") + 0.0 * self.z.sum()
         if batch.get("grad_poison") is not None and bool(batch["grad_poison"].any()):
             loss = loss + torch.sqrt(self.z * 0.0).sum()  # finite forward, NaN gradient
         correct = (logits[sel].argmax(-1) == labels[sel]).sum().item()
@@ -150,6 +150,33 @@ def test_train_config_checks_new_fields():
     with pytest.raises(ConfigError, match="momentum"):
         TrainConfig.from_dict({"momentum": 1.5})
     assert TrainConfig.from_dict({"optimizer": "sgd", "momentum": 0.9}).momentum == 0.9
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "lamb", "sgd"])
+def test_every_optimizer_learns(tmp_path, optimizer, capsys):
+    lr = {"adamw": 3e-2, "lamb": 3e-2, "sgd": 0.5}[optimizer]
+    t = trainer(tmp_path, TinyMLM(random_mask=False), steps=30, optimizer=optimizer, lr=lr, momentum=0.0,
+                schedule="cosine", warmup=3, clip=1.0, log_every=5)
+    t.progress = optimizer == "adamw"  # also drive the tqdm bar once
+    saved = []
+    t.on_save = saved.append
+    summary = t.fit()
+    losses = [r["loss"] for r in read_metrics(tmp_path) if "event" not in r]
+    assert len(losses) == 6 and losses[-1] < 0.7 * losses[0], losses
+    assert saved == [tmp_path / "checkpoints" / "step-000030"] and summary["tokens_per_s"] > 0
+    if optimizer == "adamw":
+        assert "train" in capsys.readouterr().err  # the progress bar
+
+
+def test_tensorboard_is_optional(tmp_path):
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="pip install tensorboard"):
+            trainer(tmp_path, tensorboard=True).fit()
+    else:
+        trainer(tmp_path, tensorboard=True, steps=2).fit()
+        assert (tmp_path / "tensorboard").is_dir()
 
 
 # ---- data -----------------------------------------------------------------

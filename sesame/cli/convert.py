@@ -1,6 +1,7 @@
 """`sesame convert`: Hugging Face (or GGUF) <-> sesame model directories."""
 from __future__ import annotations
 
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "convert", help="convert between Hugging Face / GGUF and sesame model directories",

@@ -37,6 +37,7 @@ class TrainConfig(Section):
     nan_policy: str = "stop"  # stop | skip
     tensorboard: bool = False
     compile: bool = False
+    find_unused: bool = False  # DDP find_unused_parameters: for modules that leave some parameters unused
 
     def validate(self) -> None:
         choice("train.optimizer", self.optimizer, ("adamw", "lamb", "sgd"))

@@ -1,16 +1,17 @@
 """Rule-based sentence splitting for English and Chinese.
 
-A sentence ends at ``。！？`` (with any closing quotes or brackets), at ``.!?`` followed
-by whitespace and a capital, digit, opening quote or CJK character (not after a known
-abbreviation or a one-letter initial), and at a blank line. The spans returned
-partition the text: the whitespace between two sentences leads the second one, so
-encoding sentence by sentence gives the same tokens as encoding the whole text.
+A sentence ends at ``。！？`` or an ellipsis ``……`` (with any closing quotes or
+brackets), at ``.!?`` followed by whitespace and then a capital, digit, opening quote
+or CJK character (a lone ``.`` not after a known abbreviation or a one-letter
+initial), at ``!?`` between two CJK characters, and at a blank line. The spans
+returned partition the text: the whitespace between two sentences leads the second
+one, so encoding sentence by sentence gives the same tokens as encoding the whole text.
 """
 from __future__ import annotations
 
 import re
 
-from sesame.tokenize.chars import CJK_CLASS, is_cjk
+from sesame.tokenize.chars import CJK_CLASS
 
 Span = tuple[int, int]
 
@@ -20,67 +21,61 @@ rev hon gov sen rep jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed
 u.s u.k u.n p.m a.m approx dept est vol op ed eds al viz ca messrs mme mlle pp
 """.split())
 
-_END = re.compile(r"(?:[。！？]+|[.!?]+|…+)[”’\"'」』）)\]》]*")
+_CJK = CJK_CLASS[1:-1]
+CLOSERS = "”’\"'」』）)]》"
+_CLOSE = re.escape(CLOSERS)
+_NEXT = "A-Z0-9À-ÖØ-ÞΑ-ΩА-Я\"'“‘(\\[{¿¡《「『" + _CJK
+_ASCII_END = re.compile(rf"[.!?…][.!?…]*[{_CLOSE}]*(?=\s+[{_NEXT}])")
+_CJK_END = re.compile(rf"[。！？…!?]+[{_CLOSE}]*")
+_CJK_CHAR = re.compile(CJK_CLASS)
 _PARAGRAPH = re.compile(r"\n[^\S\n]*\n")
-_OPENERS = set("“‘\"'([{《「『¿¡")
-_WORD_BEFORE = re.compile(r"([^\s\"'“‘(\[]+)$")
-_CJK_START = re.compile(CJK_CLASS)
+_OPENERS = "\"'“‘([{"
+_NONSPACE = re.compile(r"\S")
+_LINE = re.compile("\n")
 
 
-def _ascii_boundary(text: str, start: int, end: int) -> bool:
-    """Is ``.!?`` at text[start:end] the end of a sentence?"""
-    n = len(text)
-    if end >= n or not text[end].isspace():
+def _after_abbreviation(text: str, start: int) -> bool:
+    """Is the word before the period at ``start`` an abbreviation or an initial?"""
+    lo = max(0, start - 24)
+    k = max(text.rfind(" ", lo, start), text.rfind("\n", lo, start), text.rfind("\t", lo, start))
+    word = text[k + 1:start].lstrip(_OPENERS)
+    if not word:
         return False
-    j = end
-    while j < n and text[j].isspace():
-        j += 1
-    if j >= n:
-        return False
-    nxt = text[j]
-    if not (nxt.isupper() or nxt.isdigit() or nxt in _OPENERS or is_cjk(nxt)):
-        return False
-    if text[start:end].rstrip("”’\"'」』）)]》") == ".":
-        m = _WORD_BEFORE.search(text, max(0, start - 24), start)
-        if m:
-            word = m.group(1)
-            if word.lower().rstrip(".") in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
-                return False
-    return True
+    return (len(word) == 1 and word.isalpha()) or word.lower() in ABBREVIATIONS
 
 
 def sentence_spans(text: str, mode: str = "rules") -> list[Span]:
     """Spans that partition ``text`` into sentences (``mode``: rules, line or none).
-    Whitespace-only pieces join the sentence before them; empty text gives []."""
-    if not text.strip():
-        return []
+    Whitespace-only pieces join the sentence before them; blank text gives []."""
     n = len(text)
+    if not _NONSPACE.search(text):
+        return []
     if mode == "none":
         return [(0, n)]
-    cuts: set[int] = set()
     if mode == "line":
-        cuts.update(m.start() for m in re.finditer("\n", text))
+        cuts = [m.start() for m in _LINE.finditer(text)]
     else:
-        for m in _END.finditer(text):
+        cuts = []
+        for m in _CJK_END.finditer(text):
             s, e = m.span()
-            first = text[s]
-            if first in "。！？…":
-                if e < n:
-                    cuts.add(e)
-            elif _ascii_boundary(text, s, e):
-                cuts.add(e)
-            elif e < n and first in "!?" and is_cjk(text[e]) and s > 0 and is_cjk(text[s - 1]):
-                cuts.add(e)
-        cuts.update(m.start() for m in _PARAGRAPH.finditer(text))
+            mark = m.group()
+            if "。" in mark or "！" in mark or "？" in mark or mark.count("…") >= 2 or (
+                    s > 0 and e < n and _CJK_CHAR.match(text, s - 1) and _CJK_CHAR.match(text, e)):
+                cuts.append(e)
+        for m in _ASCII_END.finditer(text):
+            s, e = m.span()
+            if text[s:e].rstrip(CLOSERS) == "." and _after_abbreviation(text, s):
+                continue
+            cuts.append(e)
+        cuts += [m.start() for m in _PARAGRAPH.finditer(text)]
+        cuts.sort()
     spans: list[Span] = []
     prev = 0
-    for cut in sorted(cuts):
-        if cut <= prev or cut >= n:
-            continue
-        if text[prev:cut].strip():
+    for cut in cuts:
+        if prev < cut < n and _NONSPACE.search(text, prev, cut):
             spans.append((prev, cut))
             prev = cut
-    if spans and not text[prev:].strip():
+    if spans and not _NONSPACE.search(text, prev):
         spans[-1] = (spans[-1][0], n)
     else:
         spans.append((prev, n))

@@ -1,6 +1,8 @@
 """Character classes shared by tokenizers, segmenters and sentence rules."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 # The CJK ideograph blocks BERT treats as one-character words (its _is_chinese_char).
@@ -12,6 +14,8 @@ CJK_RANGES = (
 # Python's re and the tokenizers (Oniguruma) regex engine read it.
 CJK_CLASS = "[" + "".join(f"{chr(a)}-{chr(b)}" for a, b in CJK_RANGES) + "]"
 
+_CJK_RE = re.compile(CJK_CLASS)
+
 
 def is_cjk(ch: str) -> bool:
     cp = ord(ch)
@@ -19,7 +23,7 @@ def is_cjk(ch: str) -> bool:
 
 
 def has_cjk(text: str) -> bool:
-    return any(is_cjk(c) for c in text if ord(c) >= 0x3400)
+    return _CJK_RE.search(text) is not None
 
 
 def codepoints(text: str) -> np.ndarray:

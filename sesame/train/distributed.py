@@ -72,14 +72,14 @@ def init(device_kind: str) -> Dist:
     return Dist(rank, world, local, owned=True)
 
 
-def wrap(module: torch.nn.Module, d: Dist, device: torch.device) -> torch.nn.Module:
+def wrap(module: torch.nn.Module, d: Dist, device: torch.device, find_unused: bool = False) -> torch.nn.Module:
     """DDP around ``module`` when there are several ranks (it broadcasts rank 0's weights)."""
     if not d.active:
         return module
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index if device.index is not None else d.local_rank] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids)
+    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def no_sync(model: torch.nn.Module, skip: bool):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from sesame.config.train import TrainConfig
-from sesame.errors import CheckpointError, ConfigError
+from sesame.errors import CheckpointError, ConfigError, SesameError
 from sesame.task import Task
 from sesame.train import checkpoint as ckpt
 from sesame.train import distributed
@@ -91,17 +91,16 @@ class Trainer:
                 f"({self.micro_size}) x {world} ranks"
             )
         self.accum = cfg.batch_size // (self.micro_size * world)
-        for name, src in (("training", source), ("evaluation", eval_source)):
-            size = getattr(src, "batch_size", None)
-            if src is source and size is not None and size != cfg.batch_size:
-                raise ConfigError(f"the {name} source makes batches of {size}, but train.batch_size = "
-                                  f"{cfg.batch_size}")
+        size = getattr(source, "batch_size", None)
+        if size is not None and size != cfg.batch_size:
+            raise ConfigError(f"the training source makes batches of {size}, but train.batch_size = "
+                              f"{cfg.batch_size}; build the source with the same batch size")
         self._seed(cfg.seed)
         if module is None:
             module = task.build(model_config)
         self.module = module.to(self.device)
         self._seed(cfg.seed + self.dist.rank)
-        self.model = distributed.wrap(self.module, self.dist, self.device)
+        self.model = distributed.wrap(self.module, self.dist, self.device, cfg.find_unused)
         if cfg.compile:
             self.model = torch.compile(self.model)
         self.optimizer = build_optimizer(self.module, cfg, self.device)
@@ -116,6 +115,12 @@ class Trainer:
         self.evals: list[dict] = []
         self._window = self._new_window()
         self.log: MetricsLog | None = None
+
+    @classmethod
+    def from_run_config(cls, task: Task, run, source: BatchSource, run_dir: str | Path,
+                        eval_source: BatchSource | None = None, **kwargs) -> "Trainer":
+        """A trainer for a RunConfig: its ``model`` and ``train`` sections, and all of it in config.toml."""
+        return cls(task, run.model, run.train, source, run_dir, eval_source, config=run, **kwargs)
 
     # ---- helpers ---------------------------------------------------------
     @staticmethod
@@ -167,7 +172,18 @@ class Trainer:
         losses, metrics = [], {}
         for i, batch in enumerate(batches):
             with distributed.no_sync(self.model, i < len(batches) - 1):
-                out = self._forward(self.model, batch)
+                try:
+                    out = self._forward(self.model, batch)
+                except RuntimeError as err:
+                    if "unused" not in str(err) and "did not receive grad" not in str(err):
+                        raise
+                    raise ConfigError("some parameters get no gradient, which DDP does not allow by "
+                                      "default; set train.find_unused = true") from err
+                if isinstance(out.count, int) and out.count != counts[i]:
+                    raise SesameError(
+                        f"task {self.task.name!r}: its module counted {out.count} targets in a micro-batch "
+                        f"where task.count() said {counts[i]}; the two must agree for correct normalisation"
+                    )
                 loss = out.loss.float()
                 (loss * scale).backward()
             losses.append(loss.detach())
@@ -177,8 +193,8 @@ class Trainer:
         if self.cfg.clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.clip, foreach=True)
         else:
-            grads = [p.grad for p in self.params if p.grad is not None]
-            norm = torch.nn.utils.get_total_norm(grads, foreach=True) if grads else torch.zeros(())
+            grads = [p.grad.detach().float().norm() for p in self.params if p.grad is not None]
+            norm = torch.stack(grads).norm() if grads else torch.zeros(())
         stacked = torch.stack(losses)
         names = sorted(metrics)
         reduced = self._reduce([stacked.sum(), (~torch.isfinite(stacked)).sum()]

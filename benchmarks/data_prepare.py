@@ -1,0 +1,82 @@
+"""Benchmark: `sesame data prepare` throughput vs raw `tokenizers` encode_batch.
+
+Prepares every text/JSONL file under ../shared/data/corpora/en with 2 worker
+processes (sentence splitting, word starts, shard writing, duplicate hashing
+included), then times the bare Rust tokenizer (`encode_batch` on the same documents,
+all threads) as the practical limit. MB/s are input megabytes per second.
+
+    python benchmarks/data_prepare.py [--corpus DIR] [--workers 2] [--repeat 2]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sesame.config import DataConfig  # noqa: E402
+from sesame.data import prepare  # noqa: E402
+from sesame.data.read import read_piece, resolve_inputs  # noqa: E402
+from sesame.tokenize import load_tokenizer, train_tokenizer  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", default=str(SHARED / "corpora" / "en"))
+    ap.add_argument("--tokenizer", help="a tokenizer to use (default: WordPiece 8k trained on gutenberg)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=2, help="best of N runs for each side")
+    args = ap.parse_args()
+    if not Path(args.corpus).is_dir():
+        print(f"corpus {args.corpus} is absent; nothing to measure")
+        return 1
+    work = Path(tempfile.mkdtemp(prefix="sesame-bench-"))
+    try:
+        if args.tokenizer:
+            tok = load_tokenizer(args.tokenizer)
+        else:
+            tok = train_tokenizer(SHARED / "corpora" / "en" / "gutenberg", kind="wordpiece", vocab_size=8000)
+        cfg = DataConfig(workers=args.workers)
+        files, _ = resolve_inputs([args.corpus], cfg)
+        docs = [d.text for f in files for d in read_piece(f, 0, f.size, cfg, Counter())]
+        size = sum(f.size for f in files) / 1e6
+        text_mb = sum(len(d.encode("utf-8")) for d in docs) / 1e6
+
+        prep = []
+        for r in range(args.repeat):
+            out = work / f"run{r}"
+            t0 = time.perf_counter()
+            meta = prepare([args.corpus], tok, out, cfg, progress=False)
+            prep.append(time.perf_counter() - t0)
+        raw = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            encs = tok.backend.encode_batch(docs, add_special_tokens=False)
+            raw.append(time.perf_counter() - t0)
+        n_raw = sum(len(e.ids) for e in encs)
+        best_prep, best_raw = min(prep), min(raw)
+        print(f"corpus: {args.corpus}: {len(files)} files, {size:.1f} MB on disk, {len(docs):,} documents, "
+              f"{text_mb:.1f} MB of text")
+        print(f"tokenizer: {tok.kind}, {tok.vocab_size} tokens")
+        print(f"sesame data prepare ({args.workers} workers): {size / best_prep:6.2f} MB/s  "
+              f"({best_prep:.1f} s, {meta['num_tokens']:,} tokens, {meta['num_docs']:,} docs)")
+        print(f"raw tokenizers encode_batch:          {size / best_raw:6.2f} MB/s  "
+              f"({best_raw:.1f} s, {n_raw:,} tokens)")
+        print(f"ratio: {100 * best_raw / best_prep:.0f}% of raw (goal >= 70%)")
+        if meta["num_tokens"] != n_raw:
+            print(f"note: token counts differ by {meta['num_tokens'] - n_raw:+,} (sentence-wise encoding)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

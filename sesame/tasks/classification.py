@@ -1,0 +1,120 @@
+"""Sequence classification of one text or a text pair (SST-2, CoLA, MRPC,
+ChnSentiCorp, TNEWS, OCNLI, BUSTM, ...): ``[CLS] a [SEP] (b [SEP])`` through an
+encoder, the ``classify`` head on the pooled vector (a pre-trained pooler is kept)
+or on the first token, summed cross-entropy.
+
+Raw batch: ``{"examples": [TextExample]}`` or ``{"features": [...]}``. Transformed:
+``input_ids``, ``attention_mask``, ``token_type_ids`` (B, T) and ``labels`` (B,)
+with -100 for unlabeled examples. ``evaluate`` adds macro-F1, Matthews correlation,
+per-class scores and the confusion matrix."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from sesame.config.registry import register
+from sesame.errors import DataError
+from sesame.task import TaskOutput
+from sesame.tasks import metrics
+from sesame.tasks.base import (IGNORE, FinetuneTask, TaskModule, TaskOptions, device_of, inference, pad,
+                               to_device, truncate_pair, zero_loss)
+from sesame.tasks.examples import TextExample
+
+
+@dataclasses.dataclass
+class ClassificationOptions(TaskOptions):
+    max_length: int = 128
+
+
+class ClassificationModule(TaskModule):
+    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.encode(batch).logits["classify"]
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
+        logits = self.logits(batch)
+        labels = batch["labels"]
+        keep = labels != IGNORE
+        count = int(keep.sum())
+        if not count:
+            return TaskOutput(zero_loss(logits), 0, {})
+        loss = F.cross_entropy(logits[keep].float(), labels[keep], reduction="sum")
+        correct = (logits[keep].argmax(-1) == labels[keep]).sum().item()
+        return TaskOutput(loss, count, {"accuracy": (correct, count)})
+
+
+@register("task", "classification")
+class Classification(FinetuneTask):
+    name = "classification"
+    head = "classify"
+    keep_pooler = True
+    Options = ClassificationOptions
+    module_class = ClassificationModule
+    needs_labels = True
+
+    def features(self, examples: Sequence[TextExample]) -> list[dict]:
+        out = []
+        pair = 3
+        for ex in examples:
+            a = self.tokenizer.encode(ex.text).ids
+            b = self.tokenizer.encode(ex.text_b).ids if ex.text_b is not None else None
+            a, b = truncate_pair(a, b, self.opts.max_length - (pair if b is not None else 2))
+            ids, types = self.tokenizer.build_inputs(a, b)
+            out.append({"input_ids": ids, "token_type_ids": types, "label": self._label(ex)})
+        return out
+
+    def _label(self, ex: TextExample) -> int:
+        if ex.label is None:
+            return IGNORE
+        if ex.label not in self.label_ids:
+            raise DataError(f"example {ex.id!r}: label {ex.label!r} is not one of the task's labels {self.labels}")
+        return self.label_ids[ex.label]
+
+    def collate(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
+        ids = pad([f["input_ids"] for f in features], self.pad_id)
+        return {
+            "input_ids": ids,
+            "attention_mask": pad([[1] * len(f["input_ids"]) for f in features], 0),
+            "token_type_ids": pad([f["token_type_ids"] for f in features], 0),
+            "labels": torch.tensor([f["label"] for f in features], dtype=torch.long),
+        }
+
+    def count(self, batch) -> int:
+        return int((batch["labels"] != IGNORE).sum())
+
+    def predict(self, module: ClassificationModule, examples: Sequence[TextExample],
+                batch_size: int = 32) -> torch.Tensor:
+        """(N, num_labels) logits, on the CPU."""
+        feats = self.features(examples)
+        out = []
+        with inference(module):
+            for _, batch in self.batches(feats, batch_size):
+                out.append(module.logits(to_device(batch, device_of(module))).float().cpu())
+        return torch.cat(out) if out else torch.zeros(0, len(self.labels))
+
+    def evaluate(self, module: ClassificationModule, examples: Sequence[TextExample], batch_size: int = 32,
+                 report_dir=None, name: str | None = None) -> dict:
+        """Accuracy, macro-F1, MCC, per-class scores and the confusion matrix over the
+        labeled examples; writes a report (JSON, Markdown, confusion PNG) to ``report_dir``."""
+        examples = [ex for ex in examples if ex.label is not None]
+        logits = self.predict(module, examples, batch_size)
+        preds = logits.argmax(-1).tolist()
+        golds = [self._label(ex) for ex in examples]
+        per = metrics.per_class([self.labels[p] for p in preds], [self.labels[g] for g in golds])
+        result = {
+            "task": self.name,
+            "examples": len(examples),
+            "metrics": {"accuracy": metrics.accuracy(preds, golds), "macro_f1": metrics.macro_f1(preds, golds),
+                        "mcc": metrics.matthews_corrcoef(preds, golds)},
+            "per_class": per,
+            "labels": self.labels,
+            "confusion": metrics.confusion_matrix(preds, golds, len(self.labels)).tolist(),
+            "predictions": [{"id": ex.id, "label": self.labels[p], "gold": ex.label} for ex, p in zip(examples, preds)],
+        }
+        if report_dir is not None:
+            from sesame.tasks.report import write_report
+
+            result["files"] = write_report(result, report_dir, name or self.name)
+        return result
