@@ -6,9 +6,7 @@ import argparse
 
 def add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """CONFIG (a TOML file or preset name) and repeatable ``--set section.key=value``."""
-    parser.add_argument(
-        "config", nargs=None if required else "?", help="a TOML config file or a preset name"
-    )
+    parser.add_argument("config", nargs=None if required else "?", help="a TOML config file or a preset name")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="override any config field, e.g. --set model.layers=4 (repeatable)",

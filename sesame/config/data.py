@@ -42,7 +42,7 @@ class DataConfig(Section):
     entities: str | None = None
     dedup: bool = False
     workers: int = 1
-    shard_mb: int = 64
+    shard_mb: float = 64.0
     seq_len: int = 128
     # training-side: a prepared corpus and what one example is
     corpus: str | None = None

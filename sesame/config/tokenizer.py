@@ -27,6 +27,7 @@ class TokenizerConfig(Section):
     (SentencePiece), ``char`` (every character a token, ``##`` marks word-inner
     characters) or ``trigram`` (DSSM letter-trigram word hashing, ``#go goo ood od#``).
     ``cjk_chars``: every CJK character is its own word, as BERT-Chinese does.
+    ``limit_alphabet`` caps the characters kept (default: see ``alphabet_limit``).
     ``lowercase``/``unicode``/``strip_accents`` left unset take the kind's default
     (lowercase for wordpiece/char/trigram, NFKC for unigram, accents stripped when lowercasing).
     """
@@ -40,7 +41,7 @@ class TokenizerConfig(Section):
     unicode: str | None = None
     cjk_chars: bool = True
     special_tokens: list[str] | None = None
-    limit_alphabet: int = 1000
+    limit_alphabet: int | None = None
     max_piece_length: int = 16
     files: list[str] = dataclasses.field(default_factory=list)
     path: str | None = None
@@ -54,7 +55,7 @@ class TokenizerConfig(Section):
                 f"tokenizer.vocab_size = {self.vocab_size} leaves no room beside "
                 f"{len(self.specials)} special tokens; raise it"
             )
-        if self.min_frequency < 0 or self.limit_alphabet <= 0 or self.max_piece_length <= 0:
+        if self.min_frequency < 0 or (self.limit_alphabet or 1) <= 0 or self.max_piece_length <= 0:
             raise ConfigError(
                 "tokenizer.min_frequency must be >= 0, limit_alphabet and max_piece_length positive"
             )
@@ -64,6 +65,14 @@ class TokenizerConfig(Section):
     @property
     def specials(self) -> list[str]:
         return list(self.special_tokens) if self.special_tokens is not None else DEFAULT_SPECIALS[self.kind]
+
+    @property
+    def alphabet_limit(self) -> int:
+        """Most distinct characters a WordPiece vocabulary keeps: 1000, or 80 % of the
+        vocabulary when every CJK character is a word (Chinese needs thousands)."""
+        if self.limit_alphabet is not None:
+            return self.limit_alphabet
+        return max(1000, self.vocab_size * 4 // 5) if self.cjk_chars else 1000
 
     @property
     def do_lowercase(self) -> bool:

@@ -91,7 +91,8 @@ class SentencePairs:
         others = np.nonzero(self.seg_doc != doc)[0]
         return int(others[rng.integers(len(others))])
 
-    def example(self, index: int, epoch: int = 0) -> dict[str, np.ndarray]:
+    def plan(self, index: int, epoch: int = 0) -> tuple[int, list[tuple[int, int]]]:
+        """(label, [(start, end) of A, (start, end) of B]) in corpus token positions."""
         if not 0 <= index < len(self):
             raise DataError(f"pair {index} is outside 0..{len(self) - 1}")
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch, index])
@@ -106,6 +107,10 @@ class SentencePairs:
             room = self.content - (cut - a0)
             start = int(self.seg_start[r])
             ranges[1] = (start, min(int(self.seg_end[r]), start + room))
+        return label, ranges
+
+    def example(self, index: int, epoch: int = 0) -> dict[str, np.ndarray]:
+        label, ranges = self.plan(index, epoch)
         ex = empty_example(self.seq_len, self.pad_id)
         ids, pos = ex["input_ids"], 1
         ids[0] = self.cls

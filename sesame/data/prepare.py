@@ -176,7 +176,7 @@ def _words_and_entities(batch, flagged, enc, need, starts, counts, types):
     per_doc = np.repeat(np.arange(len(flagged)), [len(spans) for _, _, spans, *_ in flagged])
     tok_count = np.bincount(per_doc, weights=enc.lengths[sel_sent], minlength=len(flagged)).astype(np.int64)
     doc_tok = np.repeat(np.arange(len(flagged)), tok_count)
-    for k, (_, b, _, w, gold, e) in enumerate(flagged):
+    for _, b, _, w, gold, e in flagged:
         if w is not None:
             words.append(np.asarray(w, dtype=np.int64).reshape(-1, 2) + b)
         gold_docs.append(gold)

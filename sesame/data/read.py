@@ -488,9 +488,14 @@ def doc_hash(text: str) -> int:
 
 
 def iter_texts(inputs: list[str], cfg: DataConfig | None = None) -> Iterator[str]:
-    """Document texts of ``inputs`` (any supported format), e.g. to train a tokenizer."""
+    """Document texts of ``inputs`` (any supported format), e.g. to train a tokenizer.
+    The inputs are checked now; the texts are read as the iterator is consumed."""
     cfg = cfg or DataConfig()
     files, _ = resolve_inputs(inputs, cfg)
-    for f in files:
-        for doc in read_piece(f, 0, f.size, cfg, Counter()):
-            yield doc.text
+
+    def texts() -> Iterator[str]:
+        for f in files:
+            for doc in read_piece(f, 0, f.size, cfg, Counter()):
+                yield doc.text
+
+    return texts()

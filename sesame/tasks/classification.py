@@ -56,11 +56,10 @@ class Classification(FinetuneTask):
 
     def features(self, examples: Sequence[TextExample]) -> list[dict]:
         out = []
-        pair = 3
         for ex in examples:
             a = self.tokenizer.encode(ex.text).ids
             b = self.tokenizer.encode(ex.text_b).ids if ex.text_b is not None else None
-            a, b = truncate_pair(a, b, self.opts.max_length - (pair if b is not None else 2))
+            a, b = truncate_pair(a, b, self.opts.max_length - (3 if b is not None else 2))
             ids, types = self.tokenizer.build_inputs(a, b)
             out.append({"input_ids": ids, "token_type_ids": types, "label": self._label(ex)})
         return out

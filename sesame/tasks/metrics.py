@@ -204,8 +204,28 @@ CMRC_PUNCT = frozenset(['-', ':', '_', '*', '^', '/', '\\', '~', '`', '+', '=', 
                         '“', '”', '；', '’', '《', '》', '……', '·', '、', '「', '」', '（', '）', '－', '～',
                         '『', '』'])
 _CJK = re.compile(r"[\u4e00-\u9fa5]")
-# nltk's word_tokenize (Treebank) approximated: numbers keep inner . and , ; clitics split
-_WORD = re.compile(r"\d+(?:[.,]\d+)+|n't|'(?:s|re|ve|ll|d|m)\b|\w+?(?=n't)|\w+|[^\w\s]", re.IGNORECASE)
+# Penn Treebank word splitting (what nltk's word_tokenize applies within a sentence),
+# as ordered (pattern, replacement) rewrites; the result is split on whitespace.
+_TREEBANK = [(re.compile(p), r) for p, r in [
+    (r"([«“‘„]|`+)", r" \1 "), (r'^"', " `` "), (r"([ (\[{<])(\"|'')", r"\1 `` "),  # opening quotes
+    (r"(?i)(^|\s)'(?!(?:re|ve|ll|m|t|s|d|n)\b)(?=\w)", r"\1' "), (r"[–—]", r" \g<0> "),
+    (r"([:,])([^\d])", r" \1 \2"), (r"([:,])$", r" \1 "), (r"\.\.\.", " ... "),
+    (r"[;@#$%&?!*]", r" \g<0> "), (r"([^.])(\.)([\]\)}>\"']*)\s*$", r"\1 \2\3 "),  # final period
+    (r"([^'])' ", r"\1 ' "), (r"[\]\[(){}<>]", r" \g<0> "), (r"--", " -- "),
+    (r"([»”’])", r" \1 "), (r"''", " '' "), (r'"', " '' "),  # closing quotes
+    (r"([^' ])('[sSmMdD]|') ", r"\1 \2 "), (r"([^' ])('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) ", r"\1 \2 "),
+    *[(rf"(?i)\b({a})({b})\b", r" \1 \2 ") for a, b in
+      (("can", "not"), ("gon", "na"), ("got", "ta"), ("wan", "na"), ("gim", "me"), ("lem", "me"))],
+]]
+
+
+def treebank_words(text: str) -> list[str]:
+    """English words split the Penn Treebank way (``don't`` -> ``do n't``, punctuation
+    apart, ``1,000`` and ``3.5`` whole) -- the official CMRC script's nltk tokenizer."""
+    text = f"{text} "
+    for pattern, repl in _TREEBANK:
+        text = pattern.sub(repl, text)
+    return text.split()
 
 
 def cmrc_segment(text: str, remove_punct: bool = False) -> list[str]:
@@ -219,13 +239,13 @@ def cmrc_segment(text: str, remove_punct: bool = False) -> list[str]:
             continue
         if _CJK.match(ch) or ch in CMRC_PUNCT:
             if run:
-                out += _WORD.findall(run)
+                out += treebank_words(run)
                 run = ""
             out.append(ch)
         else:
             run += ch
     if run:
-        out += _WORD.findall(run)
+        out += treebank_words(run)
     return out
 
 

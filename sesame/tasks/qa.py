@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -83,15 +84,24 @@ def windows(n: int, room: int, stride: int) -> list[tuple[int, int]]:
 
 def max_context(spans: Sequence[tuple[int, int]], index: int, position: int) -> bool:
     """Is window ``index`` the one where token ``position`` has the most context
-    (min of left and right context, ties to the longer window)?"""
-    best, best_score = None, None
+    (min of left and right context, ties to the longer window, then the earlier)?"""
+    return bool(best_windows(spans, position + 1)[position] == index)
+
+
+def best_windows(spans: Sequence[tuple[int, int]], n: int) -> np.ndarray:
+    """For each of ``n`` tokens, the window where it has the most context (-1: none)."""
+    best = np.full(n, -1, dtype=np.int64)
+    score = np.full(n, -np.inf)
     for k, (start, length) in enumerate(spans):
-        if not start <= position < start + length:
+        stop = min(start + length, n)
+        if stop <= start:
             continue
-        score = min(position - start, start + length - 1 - position) + 0.01 * length
-        if best_score is None or score > best_score:
-            best, best_score = k, score
-    return best == index
+        j = np.arange(stop - start)
+        cand = np.minimum(j, length - 1 - j) + 0.01 * length
+        better = cand > score[start:stop]
+        score[start:stop][better] = cand[better]
+        best[start:stop][better] = k
+    return best
 
 
 def char_to_tokens(offsets: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
@@ -118,12 +128,13 @@ class QuestionAnswering(FinetuneTask):
                 raise ConfigError(f"max_length = {o.max_length} leaves no room for the context after "
                                   f"a {len(question)}-token question; raise max_length or lower max_query_length")
             spans = windows(len(ctx.ids), room, o.doc_stride)
+            owner = best_windows(spans, len(ctx.ids))
             answer = self._answer_tokens(ex, ctx.offsets)
             for k, (start, length) in enumerate(spans):
                 ids, types = self.tokenizer.build_inputs(question, ctx.ids[start:start + length])
                 first = len(question) + 2  # [CLS] question [SEP]
-                offsets = [None] * first + [list(ctx.offsets[start + j]) for j in range(length)] + [None]
-                best = [False] * first + [max_context(spans, k, start + j) for j in range(length)] + [False]
+                offsets = [None] * first + [list(span) for span in ctx.offsets[start:start + length]] + [None]
+                best = [False] * first + (owner[start:start + length] == k).tolist() + [False]
                 s_pos = e_pos = IGNORE
                 if answer is not None:
                     s_pos = e_pos = 0

@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from sesame.errors import DataError
+from sesame.tokenize.chars import is_cjk
 
 # People's Daily (PKU) part-of-speech tags that name entities.
 PEOPLES_DAILY_TYPES = {"nr": "PER", "ns": "LOC", "nt": "ORG", "nz": "MISC"}
@@ -56,7 +57,8 @@ def iob_entities(words: Sequence[tuple[int, int]], tags: Sequence[str]) -> list[
 
 class PhraseLexicon:
     """Phrases (``phrase[<TAB>type]`` per line) found in text by longest match. A phrase
-    that starts or ends with a letter or digit only matches at word edges there."""
+    that starts or ends with a (non-CJK) letter or digit only matches at word edges there;
+    CJK phrases match anywhere."""
 
     def __init__(self, phrases: dict[str, str]):
         self.phrases = phrases
@@ -89,17 +91,22 @@ class PhraseLexicon:
         lengths, phrases = self._lengths, self.phrases
         while i < n:
             lens = lengths.get(text[i])
-            if lens is not None and not (text[i].isalnum() and i > 0 and text[i - 1].isalnum()):
+            if lens is not None and not (_wordish(text[i]) and i > 0 and _wordish(text[i - 1])):
                 for k in lens:
-                    cand = text[i:i + k]
                     end = i + k
+                    cand = text[i:end]
                     if len(cand) == k and cand in phrases and not (
-                            cand[-1].isalnum() and end < n and text[end].isalnum()):
+                            _wordish(cand[-1]) and end < n and _wordish(text[end])):
                         out.append((i, end, phrases[cand]))
                         i = end - 1
                         break
             i += 1
         return out
+
+
+def _wordish(ch: str) -> bool:
+    """A letter or digit of a space-separated script (CJK characters are not)."""
+    return ch.isalnum() and not is_cjk(ch)
 
 
 def char_spans_to_tokens(spans: Sequence[tuple[int, int]], offsets: np.ndarray) -> np.ndarray:

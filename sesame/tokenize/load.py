@@ -34,15 +34,18 @@ def load_tokenizer(path: str | Path, *, merges: str | Path | None = None,
     if path.suffix == ".model":
         return from_sentencepiece(path)
     if merges is None:
-        sibling = path.with_name(path.name.replace("vocab", "merges"))
-        if sibling != path and sibling.is_file():
-            merges = sibling
+        renamed = path.name.replace("vocab", "merges")
+        for sibling in (path.with_name(renamed), path.with_name(Path(renamed).stem + ".txt"),
+                        path.with_name("merges.txt")):
+            if sibling != path and sibling.is_file():
+                merges = sibling
+                break
     if path.suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise TokenizerError(f"{path}: not valid JSON ({err})") from None
-        if isinstance(data, dict) and "model" in data:
+        if isinstance(data, dict) and isinstance(data.get("model"), dict):
             return Tokenizer.from_json(json.dumps(data))
         if isinstance(data, dict) and merges is not None:
             return from_gpt2(path, merges)

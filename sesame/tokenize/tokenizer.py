@@ -101,8 +101,9 @@ class Tokenizer:
     def hash(self) -> str:
         """A stable content hash (16 hex digits) of the vocabulary and pipeline."""
         if self._hash is None:
-            canon = json.dumps(json.loads(self.backend.to_str()), sort_keys=True, ensure_ascii=False,
-                               separators=(",", ":"))
+            # floats rounded: a unigram score may change in its last bit when re-read
+            data = json.loads(self.backend.to_str(), parse_float=lambda x: float(f"{float(x):.10g}"))
+            canon = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
             self._hash = hashlib.sha256(canon.encode("utf-8")).hexdigest()[:16]
         return self._hash
 

@@ -137,7 +137,7 @@ def _train_subword(cfg, texts, normalizer, pre, unk, show_progress) -> Backend:
                                            max_input_chars_per_word=100))
         trainer = trainers.WordPieceTrainer(
             vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, special_tokens=cfg.specials,
-            limit_alphabet=cfg.limit_alphabet, continuing_subword_prefix="##", show_progress=show_progress)
+            limit_alphabet=cfg.alphabet_limit, continuing_subword_prefix="##", show_progress=show_progress)
         decoder = decoders.WordPiece(prefix="##")
     elif cfg.kind == "bpe":
         backend = Backend(models.BPE())
@@ -158,7 +158,8 @@ def _train_subword(cfg, texts, normalizer, pre, unk, show_progress) -> Backend:
     try:
         backend.train_from_iterator(texts, trainer)
     except Exception as err:  # the Rust trainer raises plain Exceptions
-        raise TokenizerError(f"training the {cfg.kind} vocabulary failed: {err}") from None
+        hint = f"; raise tokenizer.vocab_size (now {cfg.vocab_size})" if "not large enough" in str(err) else ""
+        raise TokenizerError(f"training the {cfg.kind} vocabulary failed: {err}{hint}") from None
     if backend.get_vocab_size() <= len(cfg.specials):
         raise TokenizerError("the training text produced no vocabulary; check the input files")
     return backend
