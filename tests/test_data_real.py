@@ -108,3 +108,17 @@ def test_peoples_daily_gold_words_and_entities(shared_data, tmp_path):
         assert got == gold
         n_ents += len(gold)
     assert n_words > 20_000 and n_ents > 1_000
+
+
+def test_large_vocabulary_uses_uint32(shared_data, tmp_path):
+    import sentencepiece as spm
+
+    model = shared_data / "vocab" / "cluecorpussmall_spm.model"
+    src = shared_data / "corpora" / "zh" / "cluecorpus-small-sample" / "CLUECorpusSmall_sampled.txt"
+    f = _slice(src, tmp_path / "zh.txt", 20_000)
+    meta = prepare([str(f)], load_tokenizer(model), tmp_path / "out", progress=False, segmenter="none")
+    corpus = Corpus(tmp_path / "out")
+    assert meta["tokens_dtype"] == "uint32" and corpus.shards[0].tokens.dtype == np.uint32
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    first = f.read_text(encoding="utf-8").split("\n")[0].strip()
+    assert corpus.doc(0)["ids"].tolist() == sp.encode(first)

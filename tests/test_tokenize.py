@@ -177,10 +177,40 @@ def test_train_from_files_and_globs(tmp_path):
         train_tokenizer(str(tmp_path / "*.md"), kind="bpe")
 
 
-def test_word_ids_numbering_and_specials_are_not_words(tokenizers_by_kind):
+def test_word_ids_and_special_tokens(tokenizers_by_kind):
     tok = tokenizers_by_kind["wordpiece"]
-    enc = tok.encode("good [MASK] dog")
+    enc = tok.encode("good [MASK] dog")  # a special token written in the text is one of its words
     assert enc.special == [False, True, False]
-    assert enc.word_starts == [True, False, True]
-    assert enc.word_ids == [0, -1, 1]
-    assert np.array_equal(np.cumsum(enc.word_starts) - 1, [0, 0, 1])
+    assert enc.word_starts == [True, True, True] and enc.word_ids == [0, 1, 2]
+    enc = tok.encode("good dogs", add_special_tokens=True)  # added [CLS]/[SEP] are no words
+    assert enc.word_ids[0] == enc.word_ids[-1] == -1 and not enc.word_starts[0]
+    assert enc.word_ids[1:-1] == (np.cumsum(enc.word_starts[1:-1]) - 1).tolist()
+    arr = tok.encode_arrays(["good [MASK] dog"])
+    assert arr.word_starts.tolist() == [True, True, True]
+
+
+def test_jieba_user_dictionary(tmp_path, tokenizers_by_kind):
+    from sesame.tokenize import JiebaSegmenter
+
+    text = "芝麻开门吧"
+    plain = JiebaSegmenter().spans(text)
+    (tmp_path / "user.txt").write_text("芝麻开门吧 1000 n\n", encoding="utf-8")
+    custom = JiebaSegmenter(tmp_path / "user.txt").spans(text)
+    assert len(plain) > 1 and custom == [(0, 5)]
+    enc = tokenizers_by_kind["wordpiece"].encode(text, segmenter=JiebaSegmenter(tmp_path / "user.txt"))
+    assert enc.word_starts == [True, False, False, False, False]
+    with pytest.raises(TokenizerError, match="does not exist"):
+        JiebaSegmenter(tmp_path / "missing.txt")
+
+
+def test_encode_arrays_maps_sentence_starts_to_tokens(tokenizers_by_kind):
+    text = "The good dog. Unbelievable things! 中华人民。我们"
+    starts = [0, 13, 34, 39]  # each sentence with its leading space
+    for kind, tok in tokenizers_by_kind.items():
+        arr = tok.encode_arrays([text], boundaries=[starts])
+        enc = tok.encode(text)
+        want = []
+        for c in starts:
+            c2 = c + len(text[c:]) - len(text[c:].lstrip())
+            want.append(next(i for i, (s, e) in enumerate(enc.offsets) if e > c2 and s >= c))
+        assert arr.boundaries[0].tolist() == want, kind

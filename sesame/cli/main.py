@@ -15,6 +15,7 @@ VERBS = [
     "convert",
     "tokenizer",
     "data",
+    "pretrain",
     "plot",
 ]
 

@@ -9,6 +9,7 @@ is saved first, so running the same command again resumes where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -114,21 +115,20 @@ def _process_unit(index: int, pieces: list[list[int]], drop: list[int] | None) -
 
 
 def _encode_batch(batch: list, writer: ShardWriter, counts: Counter, types: dict[str, int]) -> None:
-    """Encode a chunk of documents sentence by sentence and append it to the shard.
-
-    Documents with word spans (gold or jieba) or entities need token offsets; their
-    word starts and entity spans are computed once for the whole chunk."""
+    """Encode a chunk of documents and append it to the shard. Sentence starts are
+    mapped onto the document's tokens; documents with word spans (gold or jieba) or
+    entities also need token offsets, handled once for the whole chunk."""
     st = _STATE
     tok, cfg = st.tok, st.cfg
     seg_mode = cfg.segmenter
-    texts: list[str] = []
     need: list[bool] = []
-    n_sent = np.zeros(len(batch), dtype=np.int64)
-    flagged = []  # (doc index, char base, sentence spans, words, gold, entities)
+    bounds: list[list[int]] = []
+    flagged = []  # (doc index, char base, words, gold, entities)
     base = 0
     for d, (doc, _) in enumerate(batch):
         spans = doc.sentences if doc.sentences and cfg.sentences == "rules" else \
             sentence_spans(doc.text, cfg.sentences)
+        bounds.append([s for s, _ in spans])
         words, gold = None, False
         if doc.words is not None and seg_mode in ("auto", "gold"):
             words, gold = doc.words, True
@@ -139,14 +139,16 @@ def _encode_batch(batch: list, writer: ShardWriter, counts: Counter, types: dict
             entities += st.lexicon.find(doc.text)
         flag = words is not None or bool(entities)
         if flag:
-            flagged.append((d, base, spans, words, gold, entities))
+            flagged.append((d, base, words, gold, entities))
             base += len(doc.text) + 1
-        n_sent[d] = len(spans)
-        texts += [doc.text[s:e] for s, e in spans]
-        need += [flag] * len(spans)
-    enc = tok.encode_arrays(texts, offsets=need)
-    sent_doc = np.repeat(np.arange(len(batch)), n_sent)
-    doc_len = np.bincount(sent_doc, weights=enc.lengths, minlength=len(batch)).astype(np.int64)
+        need.append(flag)
+    enc = tok.encode_arrays([doc.text for doc, _ in batch], offsets=need, boundaries=bounds)
+    doc_len = enc.lengths
+    sent_len = []
+    for n, b in zip(doc_len.tolist(), enc.boundaries):
+        edges = np.maximum.accumulate(np.concatenate([[0], np.minimum(b[1:], n), [n]]))
+        sent_len.append(np.diff(edges))
+    sent_len = np.concatenate(sent_len) if sent_len else np.zeros(0, np.int64)
     starts = enc.word_starts
     rows = np.zeros((0, 3), dtype=np.int64)
     if flagged:
@@ -161,22 +163,19 @@ def _encode_batch(batch: list, writer: ShardWriter, counts: Counter, types: dict
     if tok.unk_id is not None:
         counts["unk_tokens"] += int(np.count_nonzero(enc.ids == tok.unk_id))
     hashes = np.array([h for _, h in batch], dtype=np.uint64)[keep]
-    writer.add(enc.ids, starts, doc_len[keep], enc.lengths[enc.lengths > 0], rows, hashes)
+    writer.add(enc.ids, starts, doc_len[keep], sent_len[sent_len > 0], rows, hashes)
 
 
 def _words_and_entities(batch, flagged, enc, need, starts, counts, types):
     """Word starts and entity token spans of the flagged documents, in one pass over
     their concatenated text (documents joined by a newline)."""
-    sel_sent = np.asarray(need, dtype=bool)
-    sel_tok = np.repeat(sel_sent, enc.lengths)
-    sent_char = np.concatenate([[b + s for s, _ in spans] for _, b, spans, *_ in flagged]).astype(np.int64)
-    offs = enc.offsets[sel_tok] + np.repeat(sent_char, enc.lengths[sel_sent])[:, None]
+    sel_tok = np.repeat(np.asarray(need, dtype=bool), enc.lengths)
+    sel_len = enc.lengths[np.asarray(need, dtype=bool)]
+    offs = enc.offsets[sel_tok] + np.repeat([b for _, b, *_ in flagged], sel_len)[:, None]
     text = "\n".join(batch[d][0].text for d, *_ in flagged)
+    doc_tok = np.repeat(np.arange(len(flagged)), sel_len)
     words, gold_docs, ents = [], [], []
-    per_doc = np.repeat(np.arange(len(flagged)), [len(spans) for _, _, spans, *_ in flagged])
-    tok_count = np.bincount(per_doc, weights=enc.lengths[sel_sent], minlength=len(flagged)).astype(np.int64)
-    doc_tok = np.repeat(np.arange(len(flagged)), tok_count)
-    for _, b, _, w, gold, e in flagged:
+    for _, b, w, gold, e in flagged:
         if w is not None:
             words.append(np.asarray(w, dtype=np.int64).reshape(-1, 2) + b)
         gold_docs.append(gold)
@@ -230,8 +229,6 @@ def _check_out(out: Path, plan: dict, overwrite: bool) -> bool:
     """Prepare ``out``; True when an identical earlier plan is resumed."""
     plan_path = out / "plan.json"
     if plan_path.is_file():
-        import json
-
         old = json.loads(plan_path.read_text(encoding="utf-8"))
         if old == plan:
             return True
@@ -291,19 +288,33 @@ def prepare(inputs: list[str] | None = None, tokenizer: Tokenizer | str | Path |
     workers = max(1, min(cfg.workers, len(todo))) if todo else 1
     total_bytes = sum(unit_bytes)
     done_bytes = sum(unit_bytes[i] for i in done)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total_bytes, initial=done_bytes, unit="B", unit_scale=True, unit_divisor=1000,
-                   desc="prepare", dynamic_ncols=True, smoothing=0.1)
     file_dicts = [dataclasses.asdict(f) for f in files]
+    pool = q = bar = None
+    saved_env = os.environ.get("TOKENIZERS_PARALLELISM")
     try:
-        drops = _dedup_plan(units, todo, cfg, tok, file_dicts, out, workers) if cfg.dedup else {}
-        _run(units, todo, drops, cfg, tok, file_dicts, out, workers, bar)
+        if workers > 1:
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker process
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            q = ctx.Queue()
+            pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                       initargs=(tok.to_json(), cfg.to_dict(), file_dicts, str(out), q, True))
+        else:
+            _init_worker(tok.to_json(), cfg.to_dict(), file_dicts, str(out), None, False)
+        if progress:
+            bar = _progress_bar(total_bytes, done_bytes)
+            if pool is None:
+                _STATE.report = bar.update
+        drops = _dedup_plan(units, pool) if cfg.dedup else {}
+        _run(units, todo, drops, pool, q, bar)
     finally:
         if bar is not None:
             bar.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        if saved_env is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = saved_env
     meta = _finish(out, tok, cfg, files, skipped, units, drops_total=sum(len(v) for v in drops.values()))
     meta["resumed_shards"] = len(done) if resumed else 0
     meta["elapsed_s"] = round(time.time() - t0, 3)
@@ -312,31 +323,20 @@ def prepare(inputs: list[str] | None = None, tokenizer: Tokenizer | str | Path |
     return meta
 
 
-def _pool(cfg, tok, file_dicts, out, workers, with_queue: bool):
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    q = ctx.Queue() if with_queue else None
-    saved = os.environ.get("TOKENIZERS_PARALLELISM")
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker process
-    try:
-        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(tok.to_json(), cfg.to_dict(), file_dicts, str(out), q, True))
-    finally:
-        if saved is None:
-            os.environ.pop("TOKENIZERS_PARALLELISM", None)
-        else:
-            os.environ["TOKENIZERS_PARALLELISM"] = saved
-    return pool, q
+def _progress_bar(total: int, initial: int):
+    from tqdm import tqdm
+
+    class Bar(tqdm):
+        monitor_interval = 0  # no monitor thread in a process that forks workers
+
+    return Bar(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1000, desc="prepare",
+               dynamic_ncols=True, smoothing=0.1)
 
 
-def _dedup_plan(units, todo, cfg, tok, file_dicts, out, workers) -> dict[int, list[int]]:
-    """Exact duplicates across the whole input: keep the first occurrence in plan order."""
-    if workers <= 1:
-        _init_worker(tok.to_json(), cfg.to_dict(), file_dicts, str(out), None, False)
-        hashes = [_hash_unit(u) for u in units]
-    else:
-        pool, _ = _pool(cfg, tok, file_dicts, out, workers, False)
-        with pool:
-            hashes = list(pool.map(_hash_unit, units))
+def _dedup_plan(units, pool) -> dict[int, list[int]]:
+    """Exact duplicates across the whole input: keep the first occurrence in plan order;
+    returns, per shard, the document numbers to drop."""
+    hashes = list(pool.map(_hash_unit, units)) if pool is not None else [_hash_unit(u) for u in units]
     seen: set[int] = set()
     drops: dict[int, list[int]] = {}
     for i, hs in enumerate(hashes):
@@ -348,30 +348,18 @@ def _dedup_plan(units, todo, cfg, tok, file_dicts, out, workers) -> dict[int, li
     return drops
 
 
-def _run(units, todo, drops, cfg, tok, file_dicts, out, workers, bar) -> None:
-    if not todo:
-        return
-    if workers <= 1:
-        _init_worker(tok.to_json(), cfg.to_dict(), file_dicts, str(out), None, False)
-        if bar is not None:
-            _STATE.report = bar.update
+def _run(units, todo, drops, pool, q, bar) -> None:
+    if pool is None:
         for i in todo:
             _process_unit(i, units[i], drops.get(i))
         return
-    pool, q = _pool(cfg, tok, file_dicts, out, workers, True)
-    with pool:
-        futures = {pool.submit(_process_unit, i, units[i], drops.get(i)) for i in todo}
-        try:
-            while futures:
-                finished, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
-                _drain(q, bar)
-                for fut in finished:
-                    fut.result()  # re-raise a worker's error here
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
+    futures = {pool.submit(_process_unit, i, units[i], drops.get(i)) for i in todo}
+    while futures:
+        finished, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
         _drain(q, bar)
+        for fut in finished:
+            fut.result()  # re-raise a worker's error here
+    _drain(q, bar)
 
 
 def _drain(q, bar) -> None:

@@ -4,8 +4,7 @@ A sentence ends at ``。！？`` or an ellipsis ``……`` (with any closing quo
 brackets), at ``.!?`` followed by whitespace and then a capital, digit, opening quote
 or CJK character (a lone ``.`` not after a known abbreviation or a one-letter
 initial), at ``!?`` between two CJK characters, and at a blank line. The spans
-returned partition the text: the whitespace between two sentences leads the second
-one, so encoding sentence by sentence gives the same tokens as encoding the whole text.
+returned partition the text: the whitespace between two sentences leads the second one.
 """
 from __future__ import annotations
 

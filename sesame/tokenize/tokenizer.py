@@ -35,7 +35,8 @@ ROLES = tuple(ROLE_TOKENS)
 class Encoding:
     """One encoded text. ``offsets[i]`` is the (start, end) character span of token i in
     the original text; ``word_starts[i]`` is True where token i begins a word;
-    ``word_ids[i]`` numbers the words (-1 for special tokens)."""
+    ``word_ids[i]`` numbers the words (-1 for [CLS]/[SEP] added around the text);
+    ``special[i]`` marks special tokens, added or written literally in the text."""
 
     ids: list[int]
     tokens: list[str]
@@ -58,6 +59,7 @@ class ArrayEncoding:
     lengths: np.ndarray
     word_starts: np.ndarray
     offsets: np.ndarray | None
+    boundaries: list[np.ndarray] | None = None
 
 
 class Tokenizer:
@@ -159,26 +161,28 @@ class Tokenizer:
             enc = self._encode_trigrams(text)
         else:
             raw = self.backend.encode(text, add_special_tokens=add_special_tokens)
-            # special: inserted by the post-processor, or a special token written literally
-            # in the text (an [UNK] the model produced for unknown text is a normal word)
-            special = [m == 1 or (i in self._special_id_set and text[o[0]:o[1]] == t)
-                       for i, t, o, m in zip(raw.ids, raw.tokens, raw.offsets, raw.special_tokens_mask)]
+            # special: inserted by the post-processor, or a special token written literally in
+            # the text (still a word of the text; an [UNK] for unknown text is not special)
+            inserted = [m == 1 for m in raw.special_tokens_mask]
+            special = [m or (i in self._special_id_set and text[o[0]:o[1]] == t)
+                       for i, t, o, m in zip(raw.ids, raw.tokens, raw.offsets, inserted)]
             prev = object()
             starts = []
-            for w, s in zip(raw.word_ids, special):
-                starts.append(not s and w != prev)
-                if not s:
+            for w, m in zip(raw.word_ids, inserted):
+                starts.append(not m and w != prev)
+                if not m:
                     prev = w
             enc = Encoding(list(raw.ids), list(raw.tokens), [tuple(o) for o in raw.offsets], starts, [],
                            special)
+        inserted = [sp and s == e for sp, (s, e) in zip(enc.special, enc.offsets)]
         gold = words is not None
         if words is None and segmenter is not None:
             words = segmenter.spans(text)
         if words is not None and len(enc):
             starts = word_starts_with_words(text, np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2),
                                             np.asarray(enc.word_starts), words, gold=gold)
-            enc.word_starts = [bool(s) and not sp for s, sp in zip(starts, enc.special)]
-        enc.word_ids = _number_words(enc.word_starts, enc.special)
+            enc.word_starts = [bool(s) and not m for s, m in zip(starts, inserted)]
+        enc.word_ids = _number_words(enc.word_starts, inserted)
         if add_special_tokens and self.kind == "trigram":
             enc = self._wrap(enc)
         return enc
@@ -186,10 +190,16 @@ class Tokenizer:
     def encode_batch(self, texts: Sequence[str], **kwargs) -> list[Encoding]:
         return [self.encode(t, **kwargs) for t in texts]
 
-    def encode_arrays(self, texts: Sequence[str], offsets: bool | Sequence[bool] = False) -> ArrayEncoding:
-        """Encode many texts (no special tokens added) into flat numpy arrays; fast path
-        for corpus preparation. ``offsets`` may be a per-text list of flags."""
+    def encode_arrays(self, texts: Sequence[str], offsets: bool | Sequence[bool] = False,
+                      boundaries: Sequence[Sequence[int]] | None = None) -> ArrayEncoding:
+        """Encode many texts (no special tokens added) into flat numpy arrays; the fast
+        path of corpus preparation. ``offsets`` may be a per-text list of flags.
+
+        ``boundaries`` (per text, increasing character positions, e.g. sentence starts)
+        come back in ``.boundaries`` as token indices within each text: the first token
+        that starts at or after the position."""
         texts = list(texts)
+        raw = None
         if self.kind == "trigram":
             encs = [self._encode_trigrams(t) for t in texts]
             ids_l = [e.ids for e in encs]
@@ -198,8 +208,7 @@ class Tokenizer:
         else:
             raw = self.backend.encode_batch(texts, add_special_tokens=False)
             ids_l = [e.ids for e in raw]
-            offs_l = None
-            starts_l = None
+            offs_l = starts_l = None
         lengths = np.fromiter((len(x) for x in ids_l), dtype=np.int64, count=len(ids_l))
         total = int(lengths.sum())
         ids = np.fromiter(chain.from_iterable(ids_l), dtype=np.uint32, count=total)
@@ -219,10 +228,36 @@ class Tokenizer:
             pos = 0
             for k, n in enumerate(lengths.tolist()):
                 if want[k] and n:
-                    src = offs_l[k] if offs_l is not None else raw[k].offsets
-                    offs[pos:pos + n] = src
+                    offs[pos:pos + n] = offs_l[k] if offs_l is not None else raw[k].offsets
                 pos += n
-        return ArrayEncoding(ids, lengths, starts, offs)
+        out = ArrayEncoding(ids, lengths, starts, offs)
+        if boundaries is not None:
+            out.boundaries = [self._boundary_tokens(raw[k] if raw is not None else offs_l[k], texts[k], b, n)
+                              for k, (b, n) in enumerate(zip(boundaries, lengths.tolist()))]
+        return out
+
+    @staticmethod
+    def _boundary_tokens(enc, text: str, chars: Sequence[int], n: int) -> np.ndarray:
+        """Token index of each character boundary: the first token starting at or after it
+        (a token that straddles the boundary stays with the text before it)."""
+        out = np.empty(len(chars), dtype=np.int64)
+        if isinstance(enc, list):  # trigram offsets
+            starts = np.array([o[0] for o in enc], dtype=np.int64)
+            return np.searchsorted(starts, np.asarray(chars, dtype=np.int64), side="left")
+        for j, c in enumerate(chars):
+            t = None
+            pos = c
+            while t is None and pos < len(text):
+                if not text[pos].isspace():
+                    t = enc.char_to_token(pos)
+                pos += 1
+            if t is None:
+                out[j] = n
+                continue
+            if enc.token_to_chars(t)[0] < c:
+                t += 1
+            out[j] = t
+        return out
 
     def _encode_trigrams(self, text: str) -> Encoding:
         raw = self.backend.encode(text, add_special_tokens=False)
@@ -231,7 +266,7 @@ class Tokenizer:
         ids, toks, offs, starts, special = [], [], [], [], []
         for tok, i, (s, e) in zip(raw.tokens, raw.ids, raw.offsets):
             if i in self._special_id_set and tok in self.special_tokens and text[s:e] == tok:
-                ids.append(i), toks.append(tok), offs.append((s, e)), starts.append(False)
+                ids.append(i), toks.append(tok), offs.append((s, e)), starts.append(True)
                 special.append(True)
                 continue
             word = text[s:e]
@@ -322,9 +357,9 @@ class Tokenizer:
     from_file = load
 
 
-def _number_words(starts: list[bool], special: list[bool]) -> list[int]:
+def _number_words(starts: list[bool], inserted: list[bool]) -> list[int]:
     out, w = [], -1
-    for s, sp in zip(starts, special):
+    for s, sp in zip(starts, inserted):
         if sp:
             out.append(-1)
             continue

@@ -126,3 +126,33 @@ class ArraySource:
         self.seed = int(state.get("seed", self.seed))
         self.epoch = int(state.get("epoch", 0))
         self._order = None
+
+
+class DatasetSource(ArraySource):
+    """A BatchSource over a data-layer dataset (``len(ds)`` and ``ds.example(index, epoch)``,
+    e.g. packed windows or sentence pairs over a prepared corpus). Examples are read lazily
+    and collated into arrays; the order is ArraySource's, fixed by (seed, epoch)."""
+
+    def __init__(self, dataset, batch_size: int, seed: int = 0, shuffle: bool = True):
+        self.dataset = dataset
+        super().__init__(np.arange(len(dataset)), batch_size, seed, shuffle, key="index")
+
+    def batch(self, step: int, micro: int, micro_batches: int, rank: int, world: int) -> dict[str, Any]:
+        idx = self.indices(step, micro, micro_batches, rank, world)
+        examples = [self.dataset.example(int(i), self.epoch) for i in idx]
+        return {k: np.stack([ex[k] for ex in examples]) for k in examples[0]}
+
+
+class Subset:
+    """Examples ``start..stop`` of a dataset, as a dataset (a held-out tail, say)."""
+
+    def __init__(self, dataset, start: int, stop: int):
+        if not 0 <= start < stop <= len(dataset):
+            raise DataError(f"cannot take examples {start}..{stop} of a dataset of {len(dataset)}")
+        self.dataset, self.start, self.stop = dataset, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def example(self, index: int, epoch: int = 0):
+        return self.dataset.example(self.start + index, epoch)
