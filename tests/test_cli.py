@@ -12,11 +12,17 @@ def test_top_level_help_lists_every_verb(capsys):
         main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for verb in VERBS:
+    for verb in verbs():
         assert verb in out
+    assert len(verbs()) >= len(VERBS)
 
 
-@pytest.mark.parametrize("verb", VERBS)
+def verbs() -> list[str]:
+    sub = next(a for a in build_parser()._actions if a.dest == "verb")
+    return list(sub.choices)
+
+
+@pytest.mark.parametrize("verb", verbs())
 def test_every_verb_has_help(verb, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([verb, "--help"])

@@ -16,6 +16,8 @@ VERBS = [
     "tokenizer",
     "data",
     "pretrain",
+    "eval",
+    "infer",
     "plot",
 ]
 

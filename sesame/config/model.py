@@ -50,6 +50,7 @@ class ModelConfig(Section):
     attention_dropout: float = 0.1
     share_layers: bool = False  # ALBERT cross-layer parameter sharing
     adapter_size: int = 0  # bottleneck adapters after attention and feed-forward; 0: none
+    scalar_mix: bool = False  # heads read an ELMo-style learned mix of all layers (encoders)
     decoder_layers: int | None = None  # encoder-decoder: default = layers
     heads: list[str] = dataclasses.field(default_factory=lambda: ["mlm"])
     num_labels: int = 2  # for the `classify` head
@@ -79,6 +80,9 @@ class ModelConfig(Section):
             )
         if self.adapter_size < 0:
             raise ConfigError("model.adapter_size must be 0 (no adapters) or positive")
+        if self.scalar_mix and self.arch != "encoder":
+            raise ConfigError("model.scalar_mix (a learned mix of all layers) is for encoders; "
+                              f"the model is {self.arch!r}")
         if self.embedding_size is not None and self.embedding_size <= 0:
             raise ConfigError("model.embedding_size must be positive")
         if self.arch == "decoder" and any(h in self.heads for h in ("mlm", "nsp", "sop", "pooler")):

@@ -144,11 +144,15 @@ def _encode_batch(batch: list, writer: ShardWriter, counts: Counter, types: dict
         need.append(flag)
     enc = tok.encode_arrays([doc.text for doc, _ in batch], offsets=need, boundaries=bounds)
     doc_len = enc.lengths
-    sent_len = []
+    lens: list[int] = []
     for n, b in zip(doc_len.tolist(), enc.boundaries):
-        edges = np.maximum.accumulate(np.concatenate([[0], np.minimum(b[1:], n), [n]]))
-        sent_len.append(np.diff(edges))
-    sent_len = np.concatenate(sent_len) if sent_len else np.zeros(0, np.int64)
+        prev = 0
+        for t in b[1:]:
+            t = min(max(t, prev), n)
+            lens.append(t - prev)
+            prev = t
+        lens.append(n - prev)
+    sent_len = np.array(lens, dtype=np.int64)
     starts = enc.word_starts
     rows = np.zeros((0, 3), dtype=np.int64)
     if flagged:

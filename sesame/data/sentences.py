@@ -31,6 +31,7 @@ _PARAGRAPH = re.compile(r"\n[^\S\n]*\n")
 _OPENERS = "\"'“‘([{"
 _NONSPACE = re.compile(r"\S")
 _LINE = re.compile("\n")
+_MAYBE_END = re.compile("[.!?…。！？\n]")
 
 
 def _after_abbreviation(text: str, start: int) -> bool:
@@ -49,8 +50,8 @@ def sentence_spans(text: str, mode: str = "rules") -> list[Span]:
     n = len(text)
     if not _NONSPACE.search(text):
         return []
-    if mode == "none":
-        return [(0, n)]
+    if mode == "none" or not _MAYBE_END.search(text, 0, n - 1):
+        return [(0, n)]  # no terminator, newline or CJK punctuation before the last character
     if mode == "line":
         cuts = [m.start() for m in _LINE.finditer(text)]
     else:

@@ -12,6 +12,7 @@ from sesame.models.body import Body, EncoderDecoderBody
 from sesame.models.heads import build_head
 from sesame.nn import KVCache, Layout
 from sesame.nn.adapters import Adapter
+from sesame.nn.scalar_mix import ScalarMix
 
 
 @dataclasses.dataclass
@@ -36,6 +37,7 @@ class Model(nn.Module):
         if any(h in names for h in ("nsp", "sop")) and "pooler" not in names:
             names.insert(0, "pooler")
         self.heads = nn.ModuleDict({name: build_head(name, config) for name in names})
+        self.mix = ScalarMix(config.layers + 1) if config.scalar_mix else None  # heads read the mix
         self.apply(self._init)
         for module in self.modules():
             if isinstance(module, Adapter):
@@ -89,7 +91,7 @@ class Model(nn.Module):
         output_hidden_states: bool = False,
     ) -> ModelOutput:
         """``select`` (bool (B, T)) limits token-level heads to those positions."""
-        states = [] if output_hidden_states else None
+        states = [] if output_hidden_states or self.mix is not None else None
         if self.config.arch == "encoder-decoder":
             if memory is None:
                 memory = self.body.encode(input_ids, attention_mask)
@@ -98,6 +100,8 @@ class Model(nn.Module):
             hidden = self.body.decode(decoder_input_ids, memory, attention_mask, decoder_attention_mask, cache)
         else:
             hidden = self.body(input_ids, attention_mask, token_type_ids, layout, cache, positions, states)
+            if self.mix is not None:
+                hidden = self.mix(states)
         logits: dict[str, torch.Tensor] = {}
         pooled = None
         for name, head in self.heads.items():
@@ -105,7 +109,7 @@ class Model(nn.Module):
                 pooled = head(hidden)
             else:
                 logits[name] = head(hidden, pooled, select if head.token_level else None)
-        return ModelOutput(hidden, logits, pooled, states, cache, memory)
+        return ModelOutput(hidden, logits, pooled, states if output_hidden_states else None, cache, memory)
 
     def new_cache(self) -> KVCache:
         return self.body.new_cache()

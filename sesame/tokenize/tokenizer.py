@@ -59,7 +59,7 @@ class ArrayEncoding:
     lengths: np.ndarray
     word_starts: np.ndarray
     offsets: np.ndarray | None
-    boundaries: list[np.ndarray] | None = None
+    boundaries: list[list[int]] | None = None
 
 
 class Tokenizer:
@@ -237,14 +237,17 @@ class Tokenizer:
         return out
 
     @staticmethod
-    def _boundary_tokens(enc, text: str, chars: Sequence[int], n: int) -> np.ndarray:
+    def _boundary_tokens(enc, text: str, chars: Sequence[int], n: int) -> list[int]:
         """Token index of each character boundary: the first token starting at or after it
         (a token that straddles the boundary stays with the text before it)."""
-        out = np.empty(len(chars), dtype=np.int64)
         if isinstance(enc, list):  # trigram offsets
             starts = np.array([o[0] for o in enc], dtype=np.int64)
-            return np.searchsorted(starts, np.asarray(chars, dtype=np.int64), side="left")
-        for j, c in enumerate(chars):
+            return np.searchsorted(starts, np.asarray(chars, dtype=np.int64), side="left").tolist()
+        out = []
+        for c in chars:
+            if c == 0:
+                out.append(0)
+                continue
             t = None
             pos = c
             while t is None and pos < len(text):
@@ -252,11 +255,9 @@ class Tokenizer:
                     t = enc.char_to_token(pos)
                 pos += 1
             if t is None:
-                out[j] = n
-                continue
-            if enc.token_to_chars(t)[0] < c:
-                t += 1
-            out[j] = t
+                out.append(n)
+            else:
+                out.append(t + 1 if enc.token_to_chars(t)[0] < c else t)
         return out
 
     def _encode_trigrams(self, text: str) -> Encoding:

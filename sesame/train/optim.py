@@ -11,22 +11,30 @@ from torch import nn
 from sesame.config.train import TrainConfig
 
 
-def param_groups(module: nn.Module, weight_decay: float, decay_embeddings: bool = True) -> list[dict]:
+def param_groups(module: nn.Module, weight_decay: float, decay_embeddings: bool = True,
+                 lr_scale=None, lr: float | None = None) -> list[dict]:
     """Two groups: parameters with ndim >= 2 get ``weight_decay``; biases and norm weights
     (ndim < 2) and, unless ``decay_embeddings``, embedding tables get none. Shared (tied)
-    parameters appear once. Each group carries the parameter names under ``names``."""
+    parameters appear once. Each group carries the parameter names under ``names``.
+    ``lr_scale(name) -> float`` (e.g. layer-wise learning rates) splits the groups further
+    by scale; each such group gets ``lr = lr * scale`` and records ``lr_scale``."""
     embeddings = set()
     if not decay_embeddings:
         embeddings = {id(m.weight) for m in module.modules() if isinstance(m, nn.Embedding)}
-    decay, no_decay = ([], []), ([], [])
+    buckets: dict[tuple[bool, float], tuple[list, list]] = {}
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
-        target = no_decay if p.ndim < 2 or id(p) in embeddings else decay
+        key = (p.ndim >= 2 and id(p) not in embeddings, float(lr_scale(name)) if lr_scale else 1.0)
+        target = buckets.setdefault(key, ([], []))
         target[0].append(name)
         target[1].append(p)
-    groups = [{"params": ps, "names": ns, "weight_decay": wd}
-              for (ns, ps), wd in ((decay, weight_decay), (no_decay, 0.0)) if ps]
+    groups = []
+    for (decays, scale), (ns, ps) in sorted(buckets.items(), key=lambda kv: (not kv[0][0], -kv[0][1])):
+        group = {"params": ps, "names": ns, "weight_decay": weight_decay if decays else 0.0}
+        if lr_scale is not None:
+            group.update(lr_scale=scale, **({"lr": lr * scale} if lr is not None else {}))
+        groups.append(group)
     return groups
 
 
@@ -86,10 +94,12 @@ def _adamw(groups, cfg: TrainConfig, device: torch.device):
     return torch.optim.AdamW(groups, foreach=True, **kwargs)
 
 
-def build_optimizer(module: nn.Module, cfg: TrainConfig, device: torch.device | str = "cpu"):
-    """The optimizer ``cfg.optimizer`` names, over ``param_groups(module, ...)``."""
+def build_optimizer(module: nn.Module, cfg: TrainConfig, device: torch.device | str = "cpu", lr_scale=None):
+    """The optimizer ``cfg.optimizer`` names, over ``param_groups(module, ...)``. ``lr_scale``
+    (default: the module's own ``lr_scale`` attribute, if any) scales each parameter's lr."""
     device = torch.device(device)
-    groups = param_groups(module, cfg.weight_decay, cfg.decay_embeddings)
+    lr_scale = lr_scale or getattr(module, "lr_scale", None)
+    groups = param_groups(module, cfg.weight_decay, cfg.decay_embeddings, lr_scale, cfg.lr)
     if cfg.optimizer == "adamw":
         return _adamw(groups, cfg, device)
     if cfg.optimizer == "lamb":

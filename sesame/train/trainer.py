@@ -61,18 +61,20 @@ class Trainer:
     ``module``: an already built module (default ``task.build(model_config)``, built after
     seeding with ``train.seed``). ``config``: the resolved run config (RunConfig or dict)
     written to ``run_dir/config.toml``. ``on_log(record)``, ``on_eval(record)`` and
-    ``on_save(path)`` are called on rank 0."""
+    ``on_save(path)`` are called on rank 0; ``on_step(step)`` on every rank before each
+    optimizer step (0-based; e.g. gradual unfreezing, a pure function of the step)."""
 
     def __init__(self, task: Task, model_config, train_config: TrainConfig, source: BatchSource,
                  run_dir: str | Path, eval_source: BatchSource | None = None, module: torch.nn.Module | None = None,
                  *, config: Any = None, on_log: Callable[[dict], None] | None = None,
                  on_eval: Callable[[dict], None] | None = None, on_save: Callable[[Path], None] | None = None,
-                 progress: bool = True):
+                 progress: bool = True, on_step: Callable[[int], None] | None = None):
         cfg = self.cfg = train_config
         self.task, self.model_config, self.source, self.eval_source = task, model_config, source, eval_source
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.config, self.on_log, self.on_eval, self.on_save = config, on_log, on_eval, on_save
+        self.on_step = on_step
         self.progress = progress
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -359,6 +361,8 @@ class Trainer:
         last_loss, tokens_before = None, self.tokens_seen
         try:
             for step in range(start, cfg.steps):
+                if self.on_step:
+                    self.on_step(step)
                 lr = self.schedule.apply(step)
                 result = self.train_step(step)
                 self.step = step + 1

@@ -1,0 +1,55 @@
+"""Language-model evaluation on held-out text: masked-LM loss, perplexity and
+accuracy (with a fixed masking seed), or causal-LM loss and perplexity.
+
+The text is prepared with the model's own tokenizer into packed windows,
+exactly as pre-training data is, and every window is scored once."""
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sesame.config import DataConfig, get
+from sesame.data import Corpus, build_dataset, prepare
+from sesame.errors import ConfigError
+from sesame.objectives import Vocab
+from sesame.pipelines import load_any
+
+
+def evaluate_lm(model_dir: str | Path, inputs: list[str], seq_len: int | None = None, batch_size: int = 32,
+                seed: int = 0, objective: str | None = None, progress: bool = False) -> dict:
+    """Loss per target token, perplexity and accuracy of the model in ``model_dir`` on ``inputs``."""
+    model, tok, _ = load_any(model_dir)
+    cfg = model.config
+    name = objective or ("clm" if cfg.arch == "decoder" else "mlm")
+    if name not in ("mlm", "clm"):
+        raise ConfigError(f"evaluate_lm scores 'mlm' or 'clm', got {name!r}")
+    seq_len = seq_len or min(cfg.max_positions, 512)
+    task = get("objective", name)(Vocab.from_tokenizer(tok))
+    module = task.build(cfg.replace(heads=["mlm" if name == "mlm" else "lm"]))
+    module.model.load_state_dict(model.state_dict(), strict=False)
+    module.model.tie_weights()
+    module.eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        prepare(list(inputs), tok, Path(tmp) / "corpus", DataConfig(seq_len=seq_len), progress=progress)
+        corpus = Corpus(Path(tmp) / "corpus")
+        dataset = build_dataset(corpus, DataConfig(seq_len=seq_len))
+        loss = count = correct = 0.0
+        with torch.no_grad():
+            for start in range(0, len(dataset), batch_size):
+                rows = [dataset.example(i) for i in range(start, min(start + batch_size, len(dataset)))]
+                raw = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+                batch = task.transform(raw, np.random.default_rng([seed, start]))
+                if task.count(batch) == 0:
+                    continue
+                out = module(batch)
+                loss += float(out.loss)
+                count += float(out.count)
+                correct += float(out.metrics["accuracy"][0])
+        tokens = corpus.num_tokens
+    mean = loss / max(count, 1)
+    return {"objective": name, "windows": len(dataset), "tokens": int(tokens), "targets": int(count),
+            "loss": mean, "perplexity": math.exp(min(mean, 50)), "accuracy": correct / max(count, 1)}
