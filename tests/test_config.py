@@ -27,6 +27,8 @@ def test_unknown_section_is_named():
     ("model.layers=0", "must be positive"),
     ("model.hidden=\"big\"", "must be an integer"),
     ("model.dropout=1.5", "dropout"),
+    ("objective.name=\"clm\"", "objective 'clm' needs model.arch"),
+    ("objective.name=\"mlmm\"", "did you mean `mlm`"),
 ])
 def test_impossible_combinations_fail_when_built(override, fragment):
     with pytest.raises(ConfigError, match=fragment):

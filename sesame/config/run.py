@@ -46,6 +46,15 @@ class RunConfig(Section):
         return obj
 
     def validate(self) -> None:
+        from sesame.config.registry import get
+
+        objective = get("objective", self.objective.name)
+        archs = getattr(objective, "archs", ())
+        if archs and self.model.arch not in archs:
+            raise ConfigError(
+                f"objective {self.objective.name!r} needs model.arch in {archs}, but model.arch = "
+                f"{self.model.arch!r}; pick a matching preset or objective"
+            )
         if self.data.seq_len > self.model.max_positions and self.model.position == "learned":
             raise ConfigError(
                 f"data.seq_len = {self.data.seq_len} is longer than the position table "

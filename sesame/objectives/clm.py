@@ -69,6 +69,7 @@ class CLMModule(nn.Module):
 @register("objective", "clm")
 class CLM(Task):
     name = "clm"
+    archs = ("decoder",)
 
     def __init__(self, vocab: Vocab, opts: dict | None = None):
         self.vocab = vocab

@@ -73,6 +73,7 @@ class MLMModule(nn.Module):
 @register("objective", "mlm")
 class MLM(Task):
     name = "mlm"
+    archs = ("encoder",)
 
     def __init__(self, vocab: Vocab, opts: dict | None = None):
         self.vocab = vocab
