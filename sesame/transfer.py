@@ -18,7 +18,7 @@ several tasks share one encoder.
   the top layer only, so it refuses ``scalar_mix``; "all" with ``scalar_mix`` reads them all).
 - ``gradual_unfreeze`` (ULMFiT): start with only the top group (heads, mix, final norm)
   trainable and unfreeze one layer group per epoch (or per ``unfreeze_every`` steps),
-  top to bottom, the embeddings last.
+  top to bottom, the embeddings last (groups with nothing to train are skipped).
 - ``layer_lr_decay`` (discriminative learning rates): block ``l`` of ``L`` (1 = lowest)
   learns at ``lr * decay ** (L - l)``, the embeddings at ``lr * decay ** L``, the heads at ``lr``.
 
@@ -219,6 +219,11 @@ class Plan:
         self.groups = LayerGroups(self.names)
         self.trainable = trainable_names(module, strategy)
         self.every = strategy.unfreeze_every or max(int(steps_per_epoch or 1), 1)
+        # the groups that hold something to train, top first (a tied LM head has no group of its own)
+        self.order = sorted({self.groups(n) for n in self.trainable}, reverse=True)
+        if not self.order:
+            raise ConfigError(f"strategy.kind = {strategy.kind!r} leaves nothing to train in this model (its head "
+                              "may be tied to the frozen embeddings, as a seq2seq LM head is); use kind = 'full'")
         self.notes: list[str] = []
 
     def lr_scale(self, name: str) -> float:
@@ -229,7 +234,7 @@ class Plan:
         """The lowest layer group that trains at optimizer step ``step``."""
         if not self.strategy.gradual_unfreeze:
             return 0
-        return max(self.groups.layers + 1 - step // self.every, 0)
+        return self.order[min(step // self.every, len(self.order) - 1)]
 
     def set_trainable(self, lowest: int = 0) -> None:
         for name, p in self.module.named_parameters():
@@ -241,13 +246,11 @@ class Plan:
 
     def summary(self) -> dict:
         s = self.strategy
-        out = {"strategy": s.to_dict(), "layer_groups": self.groups.count, **trainable_fraction(self.module)}
+        out: dict[str, Any] = {**trainable_fraction(self.module), "layer_groups": self.groups.count}
         if s.gradual_unfreeze:
             out["unfreeze_every"] = self.every
         if s.layer_lr_decay != 1.0:
             out["lowest_lr_scale"] = self.lr_scale("body.embed.")
-        if self.notes:
-            out["notes"] = list(self.notes)
         return out
 
 

@@ -16,6 +16,7 @@ VERBS = [
     "tokenizer",
     "data",
     "pretrain",
+    "finetune",
     "eval",
     "infer",
     "plot",

@@ -209,7 +209,7 @@ def _words_and_entities(batch, flagged, enc, need, starts, counts, types):
 def _plan(files: list[InputFile], cfg: DataConfig) -> list[list[list[int]]]:
     total = sum(f.size for f in files)
     cap = int(cfg.shard_mb * _MiB)
-    target = max(min(_MiB, cap), min(cap, total // 16))
+    target = max(min(_MiB // 4, cap), min(cap, total // 32))  # >= 32 shards keep workers balanced
     pieces = []
     for i, f in enumerate(files):
         pts = split_points(f, target)
@@ -357,7 +357,8 @@ def _run(units, todo, drops, pool, q, bar) -> None:
         for i in todo:
             _process_unit(i, units[i], drops.get(i))
         return
-    futures = {pool.submit(_process_unit, i, units[i], drops.get(i)) for i in todo}
+    size = {i: sum(b - a for _, a, b in units[i]) for i in todo}  # largest first: a short tail
+    futures = {pool.submit(_process_unit, i, units[i], drops.get(i)) for i in sorted(todo, key=lambda i: -size[i])}
     while futures:
         finished, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
         _drain(q, bar)
