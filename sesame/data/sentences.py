@@ -24,24 +24,18 @@ _CJK = CJK_CLASS[1:-1]
 CLOSERS = "”’\"'」』）)]》"
 _CLOSE = re.escape(CLOSERS)
 _NEXT = "A-Z0-9À-ÖØ-ÞΑ-ΩА-Я\"'“‘(\\[{¿¡《「『" + _CJK
-_ASCII_END = re.compile(rf"[.!?…][.!?…]*[{_CLOSE}]*(?=\s+[{_NEXT}])")
+# A lone period ends a sentence unless it follows an abbreviation or a one-letter initial:
+# fixed-width look-behinds checked after the period, so the regex still scans quickly for
+# its first character and the whole rule runs inside the regex engine.
+_GUARDS = "".join(f"(?<!\\b{re.escape(a)}\\.)" for a in sorted(ABBREVIATIONS)) + "(?<!\\b[^\\W\\d_]\\.)"
+_ASCII_END = re.compile(rf"[.!?…](?=[.!?…]*[{_CLOSE}]*\s+[{_NEXT}])(?:(?<=[!?…])|(?=[.!?…])|(?i:{_GUARDS}))"
+                        rf"[.!?…]*[{_CLOSE}]*")
 _CJK_END = re.compile(rf"[。！？…!?]+[{_CLOSE}]*")
 _CJK_CHAR = re.compile(CJK_CLASS)
 _PARAGRAPH = re.compile(r"\n[^\S\n]*\n")
-_OPENERS = "\"'“‘([{"
 _NONSPACE = re.compile(r"\S")
 _LINE = re.compile("\n")
 _MAYBE_END = re.compile("[.!?…。！？\n]")
-
-
-def _after_abbreviation(text: str, start: int) -> bool:
-    """Is the word before the period at ``start`` an abbreviation or an initial?"""
-    lo = max(0, start - 24)
-    k = max(text.rfind(" ", lo, start), text.rfind("\n", lo, start), text.rfind("\t", lo, start))
-    word = text[k + 1:start].lstrip(_OPENERS)
-    if not word:
-        return False
-    return (len(word) == 1 and word.isalpha()) or word.lower() in ABBREVIATIONS
 
 
 def sentence_spans(text: str, mode: str = "rules") -> list[Span]:
@@ -54,6 +48,7 @@ def sentence_spans(text: str, mode: str = "rules") -> list[Span]:
         return [(0, n)]  # no terminator, newline or CJK punctuation before the last character
     if mode == "line":
         cuts = [m.start() for m in _LINE.finditer(text)]
+        check = True
     else:
         cuts = []
         for m in _CJK_END.finditer(text):
@@ -62,17 +57,14 @@ def sentence_spans(text: str, mode: str = "rules") -> list[Span]:
             if "。" in mark or "！" in mark or "？" in mark or mark.count("…") >= 2 or (
                     s > 0 and e < n and _CJK_CHAR.match(text, s - 1) and _CJK_CHAR.match(text, e)):
                 cuts.append(e)
-        for m in _ASCII_END.finditer(text):
-            s, e = m.span()
-            if text[s:e].rstrip(CLOSERS) == "." and _after_abbreviation(text, s):
-                continue
-            cuts.append(e)
-        cuts += [m.start() for m in _PARAGRAPH.finditer(text)]
-        cuts.sort()
+        cuts += [m.end() for m in _ASCII_END.finditer(text)]
+        paragraphs = [m.start() for m in _PARAGRAPH.finditer(text)]
+        check = bool(paragraphs)  # a cut right after a terminator always has text before it
+        cuts = sorted(set(cuts + paragraphs))
     spans: list[Span] = []
     prev = 0
     for cut in cuts:
-        if prev < cut < n and _NONSPACE.search(text, prev, cut):
+        if prev < cut < n and (not check or _NONSPACE.search(text, prev, cut)):
             spans.append((prev, cut))
             prev = cut
     if spans and not _NONSPACE.search(text, prev):

@@ -67,6 +67,10 @@ class Tokenizer:
     or ``Tokenizer.load(path)``."""
 
     def __init__(self, backend: tokenizers.Tokenizer, kind: str | None = None):
+        # a saved tokenizer.json may carry fixed padding/truncation (e.g. to 128): sesame pads
+        # per batch and never truncates silently, so both are switched off
+        backend.no_padding()
+        backend.no_truncation()
         self.backend = backend
         vocab = backend.get_vocab(with_added_tokens=True)
         self._vocab = vocab
