@@ -236,7 +236,8 @@ class Tokenizer:
                 pos += n
         out = ArrayEncoding(ids, lengths, starts, offs)
         if boundaries is not None:
-            out.boundaries = [self._boundary_tokens(raw[k] if raw is not None else offs_l[k], texts[k], b, n)
+            out.boundaries = [[0] if len(b) == 1 and b[0] == 0 else
+                              self._boundary_tokens(raw[k] if raw is not None else offs_l[k], texts[k], b, n)
                               for k, (b, n) in enumerate(zip(boundaries, lengths.tolist()))]
         return out
 
