@@ -9,6 +9,12 @@ runs alternate A/B and repeat, and the best of the repeats is reported.
 sesame's MLM path scores only the masked 15 % of positions (``select=``), as its
 MLM objective does; `transformers`' BertForMaskedLM computes logits everywhere.
 The "sesame (all positions)" row shows the like-for-like cost.
+
+MFU = model FLOPs per second / the peak this machine reaches on a large matrix
+multiply in the same precision (measured at the start of the run). Model FLOPs
+per token: 6 x (non-embedding parameters) + 6 x layers x seq x hidden (attention
+scores and values, forward + backward) + 6 x hidden x vocab for the output
+layer at the positions actually scored (all of them for transformers' MLM).
 """
 from __future__ import annotations
 
@@ -113,6 +119,28 @@ def worker(spec: dict) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def flops_per_token(family: str, shape: dict, seq: int, impl: str) -> float:
+    h, n, i = shape["hidden"], shape["layers"], shape["intermediate"]
+    body = n * (4 * h * h + 2 * h * i)
+    head_share = 0.15 if (family == "bert" and impl == "sesame") else 1.0
+    return 6 * body + 6 * n * seq * h + 6 * h * VOCAB[family] * head_share
+
+
+def peak_flops(precision: str, size: int = 2048, repeats: int = 5) -> float:
+    """Best FLOP/s of a large square matmul (fp32, or bf16 for bf16 runs)."""
+    import torch
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = max(best, 2 * size**3 / (time.perf_counter() - start))
+    return best
+
+
 def run_spec(spec: dict) -> dict:
     out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
     if out.returncode:
@@ -135,6 +163,8 @@ def main() -> None:
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    peaks = {p: peak_flops(p) for p in args.precision.split(",")}
+    print("measured matmul peak: " + ", ".join(f"{p} {v / 1e9:,.0f} GFLOP/s" for p, v in peaks.items()))
     rows = []
     for family in args.families.split(","):
         for size in args.sizes.split(","):
@@ -153,16 +183,19 @@ def main() -> None:
                 ref = best["transformers"]
                 for impl in impls:
                     r = best[impl]
+                    mfu = r["tokens_per_s"] * flops_per_token(family, SHAPES[size], args.seq, impl) / peaks[precision]
                     rows.append((family, size, precision, batch, impl, r["tokens_per_s"],
-                                 r["tokens_per_s"] / ref["tokens_per_s"], r["peak_rss_mb"],
+                                 r["tokens_per_s"] / ref["tokens_per_s"], mfu, r["peak_rss_mb"],
                                  r["peak_rss_mb"] / ref["peak_rss_mb"]))
                     print("  " + " | ".join(str(x) if not isinstance(x, float) else f"{x:,.2f}" for x in rows[-1]),
                           flush=True)
-    print("\n| model | size | precision | batch x seq | implementation | tokens/s | speed vs HF | peak RSS MB | memory vs HF |")
-    print("|---|---|---|---|---|---:|---:|---:|---:|")
-    for fam, size, prec, batch, impl, tps, ratio, mem, mratio in rows:
+    print("\n| model | size | precision | batch x seq | implementation | tokens/s | speed vs HF | MFU "
+          "| peak RSS MB | memory vs HF |")
+    print("|---|---|---|---|---|---:|---:|---:|---:|---:|")
+    for fam, size, prec, batch, impl, tps, ratio, mfu, mem, mratio in rows:
         name = {"sesame": "sesame", "sesame-all": "sesame (all positions)", "transformers": "transformers"}[impl]
-        print(f"| {fam} | {size} | {prec} | {batch}x{args.seq} | {name} | {tps:,.0f} | {ratio:.2f}x | {mem:,.0f} | {mratio:.2f}x |")
+        print(f"| {fam} | {size} | {prec} | {batch}x{args.seq} | {name} | {tps:,.0f} | {ratio:.2f}x | {mfu:.1%} "
+              f"| {mem:,.0f} | {mratio:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -180,7 +180,8 @@ class TextClassification(_TaskPipeline):
         out = []
         for row in probs:
             top = row.topk(min(top_k, len(row)))
-            out.append([{"label": self.labels[i], "score": p} for p, i in zip(top.values.tolist(), top.indices.tolist())])
+            best = zip(top.values.tolist(), top.indices.tolist())
+            out.append([{"label": self.labels[i], "score": p} for p, i in best])
         return out[0] if single else out
 
 

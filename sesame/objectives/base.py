@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from sesame.config.base import Section
 from sesame.errors import ConfigError
+from sesame.task import Task
 
 IGNORE = -100
 
@@ -51,3 +52,16 @@ def scored_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     loss = F.cross_entropy(logits.float(), labels, reduction="sum")
     correct = (logits.argmax(-1) == labels).sum().item()
     return loss, labels.numel(), correct
+
+
+class TokenObjective(Task):
+    """An objective scored per token: options parsed strictly, targets = labels != -100."""
+
+    Options: type[Section] = Section
+
+    def __init__(self, vocab: Vocab, opts: dict | None = None):
+        self.vocab = vocab
+        self.opts = options(self.Options, opts or {}, self.name)
+
+    def count(self, batch) -> int:
+        return int((batch["labels"] != IGNORE).sum())

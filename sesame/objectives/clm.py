@@ -17,8 +17,8 @@ from sesame.config.registry import register
 from sesame.errors import ConfigError
 from sesame.models import build_model
 from sesame.nn import Layout
-from sesame.objectives.base import IGNORE, Vocab, options, scored_loss, to_tensors
-from sesame.task import Task, TaskOutput
+from sesame.objectives.base import IGNORE, TokenObjective, Vocab, scored_loss, to_tensors
+from sesame.task import TaskOutput
 
 
 @dataclasses.dataclass
@@ -67,13 +67,13 @@ class CLMModule(nn.Module):
 
 
 @register("objective", "clm")
-class CLM(Task):
+class CLM(TokenObjective):
     name = "clm"
     archs = ("decoder",)
+    Options = CLMOptions
 
     def __init__(self, vocab: Vocab, opts: dict | None = None):
-        self.vocab = vocab
-        self.opts = options(CLMOptions, opts or {}, "clm")
+        super().__init__(vocab, opts)
         self.needs = frozenset({"causal", "documents"} if self.opts.within_documents else {"causal"})
 
     def transform(self, batch, rng):
@@ -88,9 +88,6 @@ class CLM(Task):
             out["positions"] = document_positions(docs)
         out["labels"] = next_token_labels(ids, batch.get("attention_mask"), docs)
         return to_tensors(out)
-
-    def count(self, batch) -> int:
-        return int((batch["labels"] != IGNORE).sum())
 
     def build(self, model_config) -> nn.Module:
         if model_config.arch != "decoder":

@@ -18,8 +18,8 @@ from sesame.config.base import Section
 from sesame.config.registry import register
 from sesame.errors import ConfigError
 from sesame.models import build_model
-from sesame.objectives.base import IGNORE, Vocab, options, scored_loss, to_tensors
-from sesame.task import Task, TaskOutput
+from sesame.objectives.base import IGNORE, TokenObjective, Vocab, scored_loss, to_tensors
+from sesame.task import TaskOutput
 
 
 @dataclasses.dataclass
@@ -71,22 +71,16 @@ class MLMModule(nn.Module):
 
 
 @register("objective", "mlm")
-class MLM(Task):
+class MLM(TokenObjective):
     name = "mlm"
     archs = ("encoder",)
-
-    def __init__(self, vocab: Vocab, opts: dict | None = None):
-        self.vocab = vocab
-        self.opts = options(MLMOptions, opts or {}, "mlm")
+    Options = MLMOptions
 
     def transform(self, batch, rng):
         ids = np.asarray(batch["input_ids"])
         out = dict(batch)
         out["input_ids"], out["labels"] = mask_tokens(ids, rng, self.opts, self.vocab)
         return to_tensors(out)
-
-    def count(self, batch) -> int:
-        return int((batch["labels"] != IGNORE).sum())
 
     def build(self, model_config) -> nn.Module:
         if model_config.arch != "encoder":
