@@ -195,9 +195,10 @@ def test_jieba_user_dictionary(tmp_path, tokenizers_by_kind):
     text = "芝麻开门吧"
     plain = JiebaSegmenter().spans(text)
     (tmp_path / "user.txt").write_text("芝麻开门吧 1000 n\n", encoding="utf-8")
-    custom = JiebaSegmenter(tmp_path / "user.txt").spans(text)
-    assert len(plain) > 1 and custom == [(0, 5)]
-    enc = tokenizers_by_kind["wordpiece"].encode(text, segmenter=JiebaSegmenter(tmp_path / "user.txt"))
+    seg = JiebaSegmenter(tmp_path / "user.txt")
+    assert len(plain) > 1 and seg.spans(text) == [(0, 5)]
+    assert JiebaSegmenter().spans(text) == plain  # the user words stay with their segmenter
+    enc = tokenizers_by_kind["wordpiece"].encode(text, segmenter=seg)
     assert enc.word_starts == [True, False, False, False, False]
     with pytest.raises(TokenizerError, match="does not exist"):
         JiebaSegmenter(tmp_path / "missing.txt")

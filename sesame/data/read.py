@@ -60,7 +60,8 @@ class InputFile:
     boundary: str
     size: int
     mtime_ns: int
-    column: int = 0
+    column: int = 0  # TSV text column
+    header: bool = False  # TSV: the first line names the columns
     gz: bool = False
     cjk: bool = False  # CJK characters in the first megabyte
 
@@ -199,22 +200,21 @@ def resolve_inputs(inputs: list[str], cfg: DataConfig) -> tuple[list[InputFile],
             )
         fmt = _format_of(path, cfg.format)
         head_text = decode_utf8(head)[0]
-        column = 0
-        if fmt == "tsv":
-            column = _tsv_column(path, cfg.column, head_text)
+        column, header = _tsv_column(path, cfg.column, head_text) if fmt == "tsv" else (0, False)
         stat = path.stat()
         out.append(InputFile(str(path.resolve()), fmt, _boundary_of(fmt, cfg.doc_boundary, head_text),
-                             stat.st_size, stat.st_mtime_ns, column, gz, has_cjk(head_text)))
+                             stat.st_size, stat.st_mtime_ns, column, header, gz, has_cjk(head_text)))
     return out, skipped
 
 
-def _tsv_column(path: Path, column: int | str, head_text: str) -> int:
+def _tsv_column(path: Path, column: int | str, head_text: str) -> tuple[int, bool]:
+    """(column index, whether the first line is a header to skip)."""
     if isinstance(column, int):
-        return column
+        return column, False
     header = head_text.split("\n", 1)[0].rstrip("\r").split("\t")
     if column not in header:
         raise DataError(f"{path}: no column named {column!r} in the header {header}; use its name or index")
-    return header.index(column) + 1_000_000  # marks 'skip the header line'
+    return header.index(column), True
 
 
 # ---- planning pieces of files --------------------------------------------------------
@@ -305,13 +305,13 @@ def read_piece(f: InputFile, start: int, end: int, cfg: DataConfig, stats: Count
     reader = reader or PieceReader(f, start, end, stats)
     lines = reader.lines()
     if f.format == "jsonl":
-        yield from _jsonl(lines, cfg.text_field, stats, f.path)
+        yield from _jsonl(lines, cfg.text_field, stats, f.path, start)
     elif f.format == "tsv":
-        yield from _tsv(lines, f.column, start, stats)
+        yield from _tsv(lines, f, start, stats)
     elif f.format == "conll":
         yield from _conll(lines, f.boundary, stats)
     elif f.format == "tagged":
-        yield from _tagged(lines, f.boundary, stats, f.path)
+        yield from _tagged(lines, f.boundary, stats, f.path, start)
     else:
         yield from _text(lines, f.boundary, stats)
 
@@ -347,34 +347,36 @@ def _text(lines: Iterator[str], boundary: str, stats: Counter) -> Iterator[Docum
         yield Document("\n".join(group).strip())
 
 
-def _bad(stats: Counter, path: str, where: str, why: str) -> None:
+def _bad(stats: Counter, path: str, start: int, n: int, why: str) -> None:
+    """Count an unreadable record and keep a few examples (line numbers count from the
+    start of the file, or of the piece when a large file was split)."""
+    where = f"line {n + 1}" if start == 0 else f"line {n + 1} after byte {start}"
     stats["bad_records"] += 1
     key = "bad_record_examples"
     if len(stats.get(key, ())) < 5:
         stats[key] = list(stats.get(key, [])) + [f"{Path(path).name} {where}: {why}"]
 
 
-def _jsonl(lines, field: str, stats: Counter, path: str) -> Iterator[Document]:
+def _jsonl(lines, field: str, stats: Counter, path: str, start: int) -> Iterator[Document]:
     for n, line in enumerate(lines):
         if not line or line.isspace():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            _bad(stats, path, f"record {n + 1}", f"invalid JSON ({err.msg})")
+            _bad(stats, path, start, n, f"invalid JSON ({err.msg})")
             continue
         value = record.get(field) if isinstance(record, dict) else None
         if not isinstance(value, str):
-            _bad(stats, path, f"record {n + 1}", f"no string field {field!r}")
+            _bad(stats, path, start, n, f"no string field {field!r}")
             continue
         doc = _emit(value, stats)
         if doc:
             yield doc
 
 
-def _tsv(lines, column: int, start: int, stats: Counter) -> Iterator[Document]:
-    header = column >= 1_000_000
-    column = column - 1_000_000 if header else column
+def _tsv(lines, f: InputFile, start: int, stats: Counter) -> Iterator[Document]:
+    column, header = f.column, f.header
     for n, line in enumerate(lines):
         if header and start == 0 and n == 0:
             continue
@@ -382,14 +384,14 @@ def _tsv(lines, column: int, start: int, stats: Counter) -> Iterator[Document]:
             continue
         cells = line.split("\t")
         if column >= len(cells):
-            stats["bad_records"] += 1
+            _bad(stats, f.path, start, n, f"no column {column} (the line has {len(cells)})")
             continue
         doc = _emit(cells[column], stats)
         if doc:
             yield doc
 
 
-def _tagged(lines, boundary: str, stats: Counter, path: str) -> Iterator[Document]:
+def _tagged(lines, boundary: str, stats: Counter, path: str, start: int) -> Iterator[Document]:
     group: list[tuple[str, list[Span], list[str]]] = []
 
     def flush() -> Document | None:
@@ -407,7 +409,7 @@ def _tagged(lines, boundary: str, stats: Counter, path: str) -> Iterator[Documen
             return None
         return Document("".join(text), words=words, entities=tagged_entities(words, tags))
 
-    for line in lines:
+    for n, line in enumerate(lines):
         if not line or line.isspace():
             if boundary != "line" and group:
                 doc = flush()
@@ -417,7 +419,7 @@ def _tagged(lines, boundary: str, stats: Counter, path: str) -> Iterator[Documen
         try:
             group.append(parse_tagged(line))
         except DataError as err:
-            _bad(stats, path, "line", str(err))
+            _bad(stats, path, start, n, str(err))
             continue
         if boundary == "line":
             doc = flush()

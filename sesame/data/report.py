@@ -48,6 +48,6 @@ def summary_text(meta: dict, out: str | Path | None = None) -> str:
                      f"{_n(bad['entities_overlapping_dropped'])} overlapping an earlier span")
     lines.append(f"  long documents: {_n(meta['long_documents'])} longer than the {meta['window']}-token window, "
                  f"chunked into {_n(meta['long_document_windows'])} windows, none truncated")
-    lines.append(f"  text kept: {100 * meta['text_kept_fraction']:.2f}%, unknown tokens: {_n(meta['unk_tokens'])} "
-                 f"({100 * meta['unk_rate']:.3f}%)")
+    lines.append(f"  kept: {100 * meta['text_kept_fraction']:.2f}% of the text, every token of the kept "
+                 f"documents; unknown tokens: {_n(meta['unk_tokens'])} ({100 * meta['unk_rate']:.3f}%)")
     return "\n".join(lines)

@@ -48,13 +48,14 @@ def count_trigrams(words: Iterable[str]) -> Counter:
 
 
 def decode_trigrams(tokens: list[str], unk: str | None = None) -> str:
-    """Rebuild words from consecutive trigrams (inverse of ``letter_trigrams``)."""
+    """Rebuild words from consecutive trigrams (inverse of ``letter_trigrams``); an
+    unknown trigram loses its letter."""
     words: list[str] = []
     for tok in tokens:
         if len(tok) == 3 and tok.startswith(BOUNDARY):
             words.append(tok[1:].rstrip(BOUNDARY))
-        elif len(tok) == 3 and words and not words[-1].endswith(" "):
+        elif len(tok) == 3 and words:
             words[-1] += tok[2] if tok[2] != BOUNDARY else ""
-        else:
-            words.append(tok if tok != unk else (unk or ""))
+        elif tok != unk:
+            words.append(tok)
     return " ".join(words)

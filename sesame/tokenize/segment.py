@@ -39,15 +39,17 @@ class JiebaSegmenter(Segmenter):
         import jieba
 
         jieba.setLogLevel(logging.WARNING)
-        self._tk = jieba.Tokenizer()
-        self._tk.initialize()
         self.hmm = hmm
         self.user_dict = str(user_dict) if user_dict else None
-        if user_dict is not None:
+        if user_dict is None:
+            self._tk = jieba.dt  # the shared default dictionary
+        else:
             path = Path(user_dict)
             if not path.is_file():
                 raise TokenizerError(f"jieba user dictionary {str(path)!r} does not exist; check the path")
+            self._tk = jieba.Tokenizer()  # its own copy, so the user words stay local
             self._tk.load_userdict(str(path))
+        self._tk.initialize()
 
     def spans(self, text: str) -> list[Span]:
         return [(s, e) for w, s, e in self._tk.tokenize(text, HMM=self.hmm) if not w.isspace()]

@@ -211,3 +211,12 @@ def _train_counted(cfg, texts, normalizer, pre, unk) -> Backend:
     if decoder is not None:
         backend.decoder = decoder
     return backend
+
+
+def build_tokenizer(config: TokenizerConfig, *, show_progress: bool = False) -> Tokenizer:
+    """The tokenizer a config asks for: ``path`` loads one, otherwise ``files`` train one."""
+    if config.path:
+        from sesame.tokenize.load import load_tokenizer
+
+        return load_tokenizer(config.path)
+    return train_tokenizer(config.files, config, show_progress=show_progress)
