@@ -9,8 +9,8 @@ from pathlib import Path
 SENTENCES = [
     "The [MASK] statement is used to leave the innermost loop.",
     "A function is defined with the [MASK] keyword.",
-    "An exception is raised with the [MASK] statement.",
-    "A string is an immutable [MASK] of Unicode code points.",
+    "If the key is not found, a [MASK] is raised.",
+    "The for statement is used to iterate over the elements of a [MASK].",
 ]
 
 
@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--corpus", help="a text file, folder or glob to train on instead of the embedded one")
     p.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
-    p.add_argument("--steps", type=int, default=1200, help="optimizer steps (default: 1200)")
+    p.add_argument("--steps", type=int, default=2000, help="optimizer steps (default: 2000)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config field, e.g. --set model.layers=4")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -73,6 +73,10 @@ def run(args) -> int:
     from sesame.pipelines import pipeline
 
     show(f"after {summary['steps']} steps (loss {summary['loss']:.2f}):", pipeline("fill-mask", model_dir))
+    held = summary.get("eval") or {}
+    if "eval_accuracy" in held:
+        print(f"held-out masked tokens: {held['eval_accuracy']:.1%} predicted exactly "
+              f"(perplexity {held['eval_ppl']:.1f}; chance would be {1 / tok.vocab_size:.2%})")
     plots = plot_run(out)
     print(f"model: {model_dir}\nplots: {', '.join(map(str, plots))}")
     return 0
