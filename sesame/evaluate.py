@@ -16,6 +16,7 @@ from sesame.config import DataConfig, get
 from sesame.data import Corpus, build_dataset, prepare
 from sesame.errors import ConfigError
 from sesame.objectives import Vocab
+from sesame.objectives.base import TokenModule
 from sesame.pipelines import load_any
 
 
@@ -29,10 +30,12 @@ def evaluate_lm(model_dir: str | Path, inputs: list[str], seq_len: int | None = 
         raise ConfigError(f"evaluate_lm scores 'mlm' or 'clm', got {name!r}")
     seq_len = seq_len or min(cfg.max_positions, 512)
     task = get("objective", name)(Vocab.from_tokenizer(tok))
-    module = task.build(cfg.replace(heads=["mlm" if name == "mlm" else "lm"]))
-    module.model.load_state_dict(model.state_dict(), strict=False)
-    module.model.tie_weights()
-    module.eval()
+    head = "mlm" if name == "mlm" else "lm"
+    if head not in model.heads:
+        raise ConfigError(f"{model_dir} has no trained `{head}` head, so it cannot be scored as {name}")
+    for block in model.body.layers:
+        block.attn.kernel.check(set(task.needs))
+    module = TokenModule(model, head, documents=name == "clm").eval()
     with tempfile.TemporaryDirectory() as tmp:
         prepare(list(inputs), tok, Path(tmp) / "corpus", DataConfig(seq_len=seq_len), progress=progress)
         corpus = Corpus(Path(tmp) / "corpus")

@@ -137,8 +137,6 @@ class TextGeneration(Pipeline):
         options.setdefault("stop_ids", stops)
         config = GenerateConfig().replace(**options)
         rows = [tok.encode(p).ids for p in prompts]
-        if tok.bos_id is not None and tok.bos_id not in stops and getattr(tok, "adds_bos", False):
-            rows = [[tok.bos_id, *r] for r in rows]
         if any(not r for r in rows):
             raise SesameError("text-generation: a prompt encodes to no tokens")
         width = max(len(r) for r in rows)

@@ -51,7 +51,7 @@ def test_no_traceback_without_debug_and_traceback_with_it():
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
-def test_summary_and_demo_run(capsys):
+def test_summary_runs_and_demo_parses(capsys):  # the README test runs the demo itself
     assert main(["summary", "llama-tiny", "--set", "model.layers=2"]) == 0
     out = capsys.readouterr().out
     assert "llama decoder: 2 layers" in out and "rotary" in out

@@ -8,12 +8,12 @@ import shutil
 import tomllib
 from pathlib import Path
 
+import tomli_w
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sesame.config.model import ModelConfig
-from sesame.config.run import to_toml
 from sesame.errors import CheckpointError, ConfigError
 from sesame.models.model import Model, build_model
 
@@ -76,18 +76,10 @@ def save_model(model: Model, path: str | Path, extra: dict[str, str] | None = No
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(path) as tmp:
         save_file(state_to_save(model), str(tmp / WEIGHTS), metadata={"format": "pt", "library": "sesame"})
-        (tmp / CONFIG).write_text(to_toml(_Wrapped(model.config)))
+        (tmp / CONFIG).write_text(tomli_w.dumps({"model": model.config.to_dict()}))
         for name, text in (extra or {}).items():
             (tmp / name).write_text(text)
     return path
-
-
-@dataclasses.dataclass
-class _Wrapped:
-    model: ModelConfig
-
-    def to_dict(self):
-        return {"model": self.model.to_dict()}
 
 
 def load_state(model: Model, state: dict[str, torch.Tensor], allow_missing: bool = False,

@@ -8,10 +8,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from sesame.config.base import Section
 from sesame.errors import ConfigError
-from sesame.task import Task
+from sesame.nn import Layout
+from sesame.task import Task, TaskOutput
 
 IGNORE = -100
 
@@ -65,3 +67,25 @@ class TokenObjective(Task):
 
     def count(self, batch) -> int:
         return int((batch["labels"] != IGNORE).sum())
+
+
+class TokenModule(nn.Module):
+    """Scores one head at the labelled positions of a batch. With ``documents``, a
+    batch's ``doc_ids`` keep causal attention inside each document and its
+    ``positions`` restart per document (packed CLM)."""
+
+    def __init__(self, model: nn.Module, head: str, documents: bool = False):
+        super().__init__()
+        self.model, self.head, self.documents = model, head, documents
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
+        labels = batch["labels"]
+        select = labels != IGNORE
+        layout = positions = None
+        if self.documents and "doc_ids" in batch:
+            layout = Layout(causal=True, doc_ids=batch["doc_ids"], key_padding=batch.get("attention_mask"))
+            positions = batch["positions"]
+        out = self.model(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"),
+                         layout=layout, positions=positions, select=select)
+        loss, count, correct = scored_loss(out.logits[self.head], labels[select])
+        return TaskOutput(loss, count, {"accuracy": (correct, count)})

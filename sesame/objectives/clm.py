@@ -9,16 +9,13 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import torch
 from torch import nn
 
 from sesame.config.base import Section
 from sesame.config.registry import register
 from sesame.errors import ConfigError
 from sesame.models import build_model
-from sesame.nn import Layout
-from sesame.objectives.base import IGNORE, TokenObjective, Vocab, scored_loss, to_tensors
-from sesame.task import TaskOutput
+from sesame.objectives.base import IGNORE, TokenModule, TokenObjective, Vocab, to_tensors
 
 
 @dataclasses.dataclass
@@ -46,24 +43,6 @@ def next_token_labels(ids: np.ndarray, attention_mask=None, doc_ids=None, pad_id
     if doc_ids is not None:
         labels[:, :-1][doc_ids[:, 1:] != doc_ids[:, :-1]] = IGNORE
     return labels
-
-
-class CLMModule(nn.Module):
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
-        labels = batch["labels"]
-        select = labels != IGNORE
-        layout = positions = None
-        if "doc_ids" in batch:
-            layout = Layout(causal=True, doc_ids=batch["doc_ids"], key_padding=batch.get("attention_mask"))
-            positions = batch["positions"]
-        out = self.model(batch["input_ids"], batch.get("attention_mask"), layout=layout, positions=positions,
-                         select=select)
-        loss, count, correct = scored_loss(out.logits["lm"], labels[select])
-        return TaskOutput(loss, count, {"accuracy": (correct, count)})
 
 
 @register("objective", "clm")
@@ -96,4 +75,4 @@ class CLM(TokenObjective):
                 "use objective.name = 'mlm' for encoders"
             )
         self.vocab.check_model(model_config.vocab_size)
-        return CLMModule(build_model(model_config, needed=set(self.needs)))
+        return TokenModule(build_model(model_config, needed=set(self.needs)), "lm", self.opts.within_documents)

@@ -11,15 +11,13 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import torch
 from torch import nn
 
 from sesame.config.base import Section
 from sesame.config.registry import register
 from sesame.errors import ConfigError
 from sesame.models import build_model
-from sesame.objectives.base import IGNORE, TokenObjective, Vocab, scored_loss, to_tensors
-from sesame.task import TaskOutput
+from sesame.objectives.base import IGNORE, TokenModule, TokenObjective, Vocab, to_tensors
 
 
 @dataclasses.dataclass
@@ -57,19 +55,6 @@ def mask_tokens(ids: np.ndarray, rng: np.random.Generator, opts: MLMOptions, voc
     return out, labels
 
 
-class MLMModule(nn.Module):
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
-        labels = batch["labels"]
-        select = labels != IGNORE
-        out = self.model(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"), select=select)
-        loss, count, correct = scored_loss(out.logits["mlm"], labels[select])
-        return TaskOutput(loss, count, {"accuracy": (correct, count)})
-
-
 @register("objective", "mlm")
 class MLM(TokenObjective):
     name = "mlm"
@@ -78,7 +63,7 @@ class MLM(TokenObjective):
 
     def transform(self, batch, rng):
         ids = np.asarray(batch["input_ids"])
-        out = dict(batch)
+        out = {k: batch[k] for k in ("attention_mask", "token_type_ids") if batch.get(k) is not None}
         out["input_ids"], out["labels"] = mask_tokens(ids, rng, self.opts, self.vocab)
         return to_tensors(out)
 
@@ -91,4 +76,4 @@ class MLM(TokenObjective):
         if "mlm" not in model_config.heads:
             model_config = model_config.replace(heads=["mlm", *model_config.heads])
         self.vocab.check_model(model_config.vocab_size)
-        return MLMModule(build_model(model_config))
+        return TokenModule(build_model(model_config), "mlm")

@@ -6,8 +6,7 @@ from sesame.config.model import ModelConfig
 from sesame.config.registry import register
 from sesame.errors import ConversionError
 from sesame.models.families.bert import (
-    bert_embedding_rules,
-    bert_layer_rules,
+    body_rules,
     encoder_config,
     encoder_config_to_hf,
 )
@@ -58,13 +57,6 @@ def config_to_hf(c: ModelConfig) -> dict:
         raise ConversionError(f"RoBERTa's MLM head applies gelu; model.activation = {c.activation!r}")
     out = encoder_config_to_hf(c, "roberta")
     out.update(bos_token_id=0, eos_token_id=2, num_labels=c.num_labels)
-    return out
-
-
-def body_rules(c: ModelConfig) -> list:
-    out = bert_embedding_rules(c)
-    for i in range(c.layers):
-        out += bert_layer_rules(c, i, f"body.layers.{i}", f"encoder.layer.{i}")
     return out
 
 
