@@ -1,13 +1,18 @@
 """Greedy generation speed: sesame's `generate` vs `transformers`' `generate` on the
 same GPT-2 small weights (random init, converted both ways), same prompts, in one
-run. Reports new tokens per second at batch 1 and 8 and checks both produce the
-same tokens.
+run. Rows: both sides in fp32 and in bf16, and sesame with int8 weight-only layers
+(`sesame generate --weights int8`; transformers has no built-in CPU equivalent).
+Reports new tokens per second at batch 1 and 8, the speed against transformers fp32
+(its default) and against transformers in the same precision, and whether the tokens
+are the same as transformers' in that precision (int8: the share of tokens equal to
+sesame's fp32 ones).
 
     python benchmarks/generate_speed.py [--new 64] [--prompt 32] [--repeats 3]
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import tempfile
 import time
 
@@ -26,38 +31,49 @@ def main() -> None:
 
     from sesame.generate import generate
     from sesame.models.hf import from_hf
+    from sesame.models.quantize import convert_weights
 
     torch.manual_seed(0)
-    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config()).eval()
+    hf32 = transformers.GPT2LMHeadModel(transformers.GPT2Config()).eval()
     with tempfile.TemporaryDirectory() as tmp:
-        hf.save_pretrained(tmp)
+        hf32.save_pretrained(tmp)
         ours, _ = from_hf(tmp)
     ours.eval()
+    hf = {"fp32": hf32, "bf16": copy.deepcopy(hf32).to(torch.bfloat16)}
+    mine = {w: convert_weights(copy.deepcopy(ours), w) for w in ("fp32", "bf16", "int8")}
+    runs = [("transformers", "fp32"), ("transformers", "bf16"), ("sesame", "fp32"), ("sesame", "bf16"),
+            ("sesame", "int8")]
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads")
-    print("| batch | implementation | new tokens/s | ms per step | speed vs HF |")
-    print("|---:|---|---:|---:|---:|")
+    print("| batch | implementation | weights | new tokens/s | ms per step | vs HF fp32 | vs HF same precision "
+          "| same tokens |")
+    print("|---:|---|---|---:|---:|---:|---:|---|")
     for b in map(int, args.batches.split(",")):
         ids = torch.randint(0, 50257, (b, args.prompt))
-        best = {}
-        outs = {}
+        best, outs = {}, {}
         for _ in range(args.repeats):
-            for name in ("sesame", "transformers"):
+            for key in runs:
+                who, weights = key
                 start = time.perf_counter()
                 with torch.no_grad():
-                    if name == "sesame":
-                        out = generate(ours, ids, max_new_tokens=args.new).sequences
+                    if who == "sesame":
+                        out = generate(mine[weights], ids, max_new_tokens=args.new).sequences
                     else:
-                        out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.new,
-                                          min_new_tokens=args.new, do_sample=False, pad_token_id=0)
+                        out = hf[weights].generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.new,
+                                                   min_new_tokens=args.new, do_sample=False, pad_token_id=0)
                 took = time.perf_counter() - start
-                best[name] = min(best.get(name, took), took)
-                outs[name] = out
-        same = torch.equal(outs["sesame"], outs["transformers"])
-        for name in ("sesame", "transformers"):
-            tps = b * args.new / best[name]
-            print(f"| {b} | {name} | {tps:,.1f} | {1000 * best[name] / args.new:.1f} | "
-                  f"{best['transformers'] / best[name]:.2f}x |")
-        print(f"(batch {b}: identical tokens: {same})")
+                best[key] = min(best.get(key, took), took)
+                outs[key] = out[:, args.prompt:]
+        for key in runs:
+            who, weights = key
+            twin = ("transformers", weights) if weights in hf else ("sesame", "fp32")
+            if key == twin:
+                same = ""
+            else:
+                agree = (outs[key] == outs[twin]).float().mean().item()
+                same = f"{agree:.0%} of {'HF ' + weights if weights in hf else 'sesame fp32'}"
+            vs_same = f"{best[('transformers', weights)] / best[key]:.2f}x" if weights in hf else "—"
+            print(f"| {b} | {who} | {weights} | {b * args.new / best[key]:,.1f} | {1000 * best[key] / args.new:.1f} | "
+                  f"{best[('transformers', 'fp32')] / best[key]:.2f}x | {vs_same} | {same} |")
 
 
 if __name__ == "__main__":

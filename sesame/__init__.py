@@ -5,8 +5,8 @@ __version__ = "0.1.0"
 __all__ = ["SesameError", "__version__"]
 
 
-def pipeline(task: str, model_dir):
+def pipeline(task: str, model_dir, weights: str = "fp32"):
     """``sesame.pipeline("fill-mask", "runs/demo/model")``: see ``sesame.pipelines``."""
     from sesame.pipelines import pipeline as _pipeline
 
-    return _pipeline(task, model_dir)
+    return _pipeline(task, model_dir, weights)

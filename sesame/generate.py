@@ -100,7 +100,7 @@ class _Decoder:
         return self._step(token[:, None])
 
     def _step(self, ids):
-        logits, self.cache = self.model.step(ids, self.cache, self.mask, self.memory, self.memory_mask)
+        logits, self.cache = self.model.step(ids, self.cache, self.mask, self.memory, self.memory_mask, last=True)
         return logits[:, -1].float()
 
     def reorder(self, index: torch.Tensor) -> None:

@@ -18,6 +18,7 @@ from sesame.config.base import closest
 from sesame.errors import CheckpointError, ConfigError, SesameError
 from sesame.generate import GenerateConfig, generate
 from sesame.models import Model, load_model
+from sesame.models.quantize import convert_weights
 from sesame.tokenize import Tokenizer, load_tokenizer
 
 LABELS = "labels.json"
@@ -25,8 +26,9 @@ TASKS = ("fill-mask", "feature-extraction", "text-generation", "text-classificat
          "token-classification", "question-answering", "translation")
 
 
-def load_any(model_dir: str | Path) -> tuple[Model, Tokenizer, list[str]]:
-    """(model, tokenizer, labels) from a sesame or Hugging Face directory."""
+def load_any(model_dir: str | Path, weights: str = "fp32") -> tuple[Model, Tokenizer, list[str]]:
+    """(model, tokenizer, labels) from a sesame or Hugging Face directory, the model in eval
+    mode with its weights in the ``weights`` format (fp32, bf16, int8; see models.quantize)."""
     path = Path(model_dir)
     if not path.is_dir():
         raise CheckpointError(f"model directory {str(path)!r} does not exist")
@@ -45,7 +47,7 @@ def load_any(model_dir: str | Path) -> tuple[Model, Tokenizer, list[str]]:
     elif (path / "config.json").is_file():
         id2label = json.loads((path / "config.json").read_text()).get("id2label") or {}
         labels = [id2label[k] for k in sorted(id2label, key=int)]
-    model.eval()
+    convert_weights(model, weights)
     return model, tokenizer, labels
 
 
@@ -241,9 +243,10 @@ PIPELINES = {cls.task: cls for cls in (FillMask, FeatureExtraction, TextGenerati
                                        TokenClassification, QuestionAnswering, Translation)}
 
 
-def pipeline(task: str, model_dir: str | Path) -> Any:
-    """A callable for ``task`` over the model in ``model_dir``."""
+def pipeline(task: str, model_dir: str | Path, weights: str = "fp32") -> Any:
+    """A callable for ``task`` over the model in ``model_dir``; ``weights = "bf16"`` or
+    ``"int8"`` trades a little precision for speed (decoding on a CPU is 2-4x faster)."""
     if task not in PIPELINES:
         raise ConfigError(f"unknown pipeline {task!r}{closest(task, PIPELINES)}; pipelines: {', '.join(PIPELINES)}")
-    model, tokenizer, labels = load_any(model_dir)
+    model, tokenizer, labels = load_any(model_dir, weights)
     return PIPELINES[task](model, tokenizer, labels)

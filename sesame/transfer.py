@@ -15,7 +15,9 @@ several tasks share one encoder.
 - ``transfer_layers``: ``"all"`` (every pre-trained weight transfers), ``"embeddings"``
   (only the embedding layer transfers; blocks, final norms and pre-trained heads such
   as the pooler are re-initialised), ``"top"`` (all weights transfer and the task reads
-  the top layer only, so it refuses ``scalar_mix``; "all" with ``scalar_mix`` reads them all).
+  the top layer only, so it refuses ``scalar_mix``; "all" with ``scalar_mix`` reads them all),
+  ``"none"`` (nothing transfers: the same architecture and tokenizer from random
+  initialisation, the baseline that shows what pre-training is worth).
 - ``gradual_unfreeze`` (ULMFiT): start with only the top group (heads, mix, final norm)
   trainable and unfreeze one layer group per epoch (or per ``unfreeze_every`` steps),
   top to bottom, the embeddings last (groups with nothing to train are skipped).
@@ -49,7 +51,7 @@ from sesame.nn.scalar_mix import ScalarMix
 from sesame.task import Task, TaskOutput
 
 KINDS = ("full", "frozen", "adapters")
-TRANSFER = ("all", "embeddings", "top")
+TRANSFER = ("all", "embeddings", "top", "none")
 
 
 @dataclasses.dataclass
@@ -59,7 +61,7 @@ class StrategyConfig(Section):
     SECTION = "strategy"
     kind: str = "full"  # full | frozen | adapters
     scalar_mix: bool = False  # heads read an ELMo-style learned mix of all layers
-    transfer_layers: str = "all"  # all | embeddings | top
+    transfer_layers: str = "all"  # all | embeddings | top | none
     gradual_unfreeze: bool = False  # ULMFiT: unfreeze one layer group at a time, top to bottom
     unfreeze_every: int = 0  # steps per newly unfrozen group; 0: one epoch of the training data
     layer_lr_decay: float = 1.0  # lr of block l = lr * decay ** (L - l); 1.0: off
@@ -133,10 +135,10 @@ def models_in(module: nn.Module) -> list[Model]:
     return out
 
 
-def reinit_above_embeddings(model: Model) -> int:
-    """Re-initialise everything but the embeddings (and positions): blocks, final norms, the
-    scalar mix and untied heads. Returns the number of re-initialised tensors."""
-    keep = {"embed", "position", "decoder_position"}
+def reinit(model: Model, keep_embeddings: bool = True) -> int:
+    """Re-initialise everything but (with ``keep_embeddings``) the embeddings and positions:
+    blocks, final norms, the scalar mix and untied heads. Returns the number of tensors."""
+    keep = {"embed", "position", "decoder_position"} if keep_embeddings else set()
     modules = [m for name, m in model.body.named_children() if name not in keep]
     modules += [h for h in model.heads.values() if not h.tied]
     if model.mix is not None:
@@ -266,13 +268,15 @@ def apply(module: nn.Module, strategy: StrategyConfig | dict | str | None,
         if strategy.scalar_mix and model.mix is None:
             raise ConfigError("strategy.scalar_mix needs the mix in the model: call prepare_model before wrap")
     plan = Plan(module, strategy, steps_per_epoch)
-    if strategy.transfer_layers == "embeddings":
+    if strategy.transfer_layers in ("embeddings", "none"):
+        keep = strategy.transfer_layers == "embeddings"
+        what = "above the embeddings (only the embeddings transfer)" if keep else "(nothing transfers: random init)"
         bodies = set()
         for model in models_in(module):
             if id(model.body) not in bodies:
                 bodies.add(id(model.body))
-                n = reinit_above_embeddings(model)
-                plan.notes.append(f"re-initialised {n} tensors above the embeddings (only the embeddings transfer)")
+                n = reinit(model, keep_embeddings=keep)
+                plan.notes.append(f"re-initialised {n} tensors {what}")
     plan.set_trainable(0)
     if strategy.layer_lr_decay != 1.0:
         module.lr_scale = plan.lr_scale

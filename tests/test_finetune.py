@@ -193,6 +193,18 @@ def test_embeddings_only_transfer_reinitialises_the_blocks(base, tok):
         StrategyConfig.from_dict({"transfer_layers": "top", "scalar_mix": True})
 
 
+def test_no_transfer_is_random_init_of_the_same_architecture(base, tok):
+    source = dict(load_model(base)[0].named_parameters())
+    _, module, plan = wrapped(base, tok, {"transfer_layers": "none"})
+    params = dict(module.model.named_parameters())
+    weights = [n for n in source if n.startswith("body.") and n.endswith(".weight") and "norm" not in n]
+    assert weights and all(not torch.equal(params[n], source[n]) for n in weights)
+    assert all(params[n].shape == source[n].shape for n in weights)
+    std = params["body.embed.tokens.weight"].std().item()  # drawn afresh at the configured scale
+    assert abs(std - module.model.config.init_std) < 0.1 * module.model.config.init_std
+    assert any("random init" in note for note in plan.notes)
+
+
 def test_layer_wise_learning_rates_follow_the_decay(base, tok):
     _, module, plan = wrapped(base, tok, {"layer_lr_decay": 0.5})
     opt = build_optimizer(module, TrainConfig(lr=1e-3))

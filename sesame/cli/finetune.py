@@ -47,9 +47,10 @@ def add_parser(sub) -> None:
                    help="what trains: everything (full), only the heads (frozen), adapters + heads (adapters)")
     g.add_argument("--adapter-size", type=int, help="bottleneck width of the adapters (default 64)")
     g.add_argument("--scalar-mix", action="store_true", help="heads read an ELMo-style learned mix of all layers")
-    g.add_argument("--transfer-layers", choices=["all", "embeddings", "top"],
+    g.add_argument("--transfer-layers", choices=["all", "embeddings", "top", "none"],
                    help="which pre-trained layers transfer: all (default), embeddings only (blocks re-initialised), "
-                        "top (the task reads the top layer only)")
+                        "top (the task reads the top layer only), none (random init of the same architecture: "
+                        "the baseline that shows what pre-training is worth)")
     g.add_argument("--gradual-unfreeze", action="store_true",
                    help="unfreeze one layer group per epoch, top to bottom (ULMFiT)")
     g.add_argument("--layer-lr-decay", type=float,

@@ -20,6 +20,9 @@ def add_parser(sub) -> None:
         p = sub.add_parser(verb, help=text, description=f"{text[0].upper()}{text[1:]}. MODEL_DIR is a sesame "
                            "model directory (e.g. runs/NAME/model) or a Hugging Face directory.")
         p.add_argument("model_dir")
+        p.add_argument("--weights", choices=["fp32", "bf16", "int8"], default="fp32",
+                       help="weight format for inference: fp32 (as saved), bf16, or int8 weight-only "
+                            "(generation on a CPU is about 2x / 4x faster; numbers shift slightly)")
         if verb == "answer":
             p.add_argument("--question", required=True)
             p.add_argument("--context", required=True)
@@ -48,7 +51,7 @@ def run(args) -> int:
     from sesame.errors import SesameError
     from sesame.pipelines import pipeline
 
-    pipe = pipeline(args.pipeline_task, args.model_dir)
+    pipe = pipeline(args.pipeline_task, args.model_dir, args.weights)
     verb = args.verb_name
     if verb == "answer":
         print(pipe(args.question, args.context))

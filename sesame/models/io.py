@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from sesame.config.model import ModelConfig
 from sesame.errors import CheckpointError, ConfigError
 from sesame.models.model import Model, build_model
+from sesame.models.quantize import is_converted
 
 WEIGHTS, CONFIG = "model.safetensors", "config.toml"
 
@@ -72,6 +73,9 @@ def state_to_save(model: Model) -> dict[str, torch.Tensor]:
 
 def save_model(model: Model, path: str | Path, extra: dict[str, str] | None = None) -> Path:
     """Write ``model.safetensors`` and ``config.toml`` (plus ``extra`` text files) atomically."""
+    if is_converted(model):
+        raise CheckpointError("this model's weights were converted to int8 for inference; save the float model "
+                              "(load it again without weights='int8')")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(path) as tmp:

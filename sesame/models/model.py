@@ -115,13 +115,15 @@ class Model(nn.Module):
         return self.body.new_cache()
 
     @torch.no_grad()
-    def step(self, input_ids, cache: KVCache, attention_mask=None, memory=None, memory_mask=None):
-        """One decoding step over the cache protocol: returns (lm logits, cache)."""
+    def step(self, input_ids, cache: KVCache, attention_mask=None, memory=None, memory_mask=None,
+             last: bool = False):
+        """One decoding step over the cache protocol: returns (lm logits, cache); with ``last``
+        only the final position's logits (all a decoder needs after a prompt)."""
         if self.config.arch == "encoder-decoder":
             hidden = self.body.decode(input_ids, memory, memory_mask, attention_mask, cache)
         else:
             hidden = self.body(input_ids, attention_mask, cache=cache)
-        return self.heads["lm"](hidden), cache
+        return self.heads["lm"](hidden[:, -1:] if last else hidden), cache
 
     def summary(self) -> str:
         c = self.config

@@ -22,7 +22,7 @@ class Embeddings(nn.Module):
     def forward(self, input_ids, token_type_ids=None, position_vectors=None) -> torch.Tensor:
         x = self.tokens(input_ids)
         if position_vectors is not None:
-            x = x + position_vectors
+            x = x + position_vectors.to(x.dtype)
         if self.types is not None:
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)

@@ -82,23 +82,25 @@ class Rotary(Position):
     def __init__(self, config: ModelConfig):
         super().__init__()
         dim = config.dim_per_head
-        inv = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
-        self.register_buffer("inv_freq", inv.float(), persistent=False)
+        # a plain attribute, not a buffer: model.to(bfloat16) must not round the frequencies
+        self.inv_freq = (1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))).float()
 
     def angles(self, positions: torch.Tensor):
+        if self.inv_freq.device != positions.device:
+            self.inv_freq = self.inv_freq.to(positions.device)
         angle = positions.float()[..., None] * self.inv_freq  # (B, T, D/2)
         angle = torch.cat([angle, angle], dim=-1)[:, None]  # (B, 1, T, D)
         return angle.cos(), angle.sin()
 
     @staticmethod
-    def _apply(x, cos, sin):
+    def turn(x, cos, sin):
         x1, x2 = x.chunk(2, dim=-1)
         rotated = torch.cat([-x2, x1], dim=-1)
         return (x * cos + rotated * sin).to(x.dtype)
 
     def rotate(self, q, k, positions):
         cos, sin = self.angles(positions)
-        return self._apply(q, cos, sin), self._apply(k, cos, sin)
+        return self.turn(q, cos, sin), self.turn(k, cos, sin)
 
 
 @register("position", "t5")
