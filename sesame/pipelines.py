@@ -32,15 +32,23 @@ def load_any(model_dir: str | Path, weights: str = "fp32") -> tuple[Model, Token
     path = Path(model_dir)
     if not path.is_dir():
         raise CheckpointError(f"model directory {str(path)!r} does not exist")
+    tok_path = path
     if (path / "config.toml").is_file():
         model, _ = load_model(path)
+    elif (path / "state.json").is_file():  # a training checkpoint: runs/NAME/checkpoints/step-N
+        from sesame.train.checkpoint import checkpoint_model
+
+        model = checkpoint_model(path)
+        run = path.parent.parent
+        tok_path = next((d for d in (run, run / "model") if (d / "tokenizer.json").is_file()), run)
     elif (path / "config.json").is_file():
         from sesame.models.hf import from_hf
 
         model, _ = from_hf(path)
     else:
-        raise CheckpointError(f"{str(path)!r} holds neither config.toml (sesame) nor config.json (Hugging Face)")
-    tokenizer = load_tokenizer(path)
+        raise CheckpointError(f"{str(path)!r} holds neither config.toml (sesame), a training checkpoint's "
+                              "state.json, nor config.json (Hugging Face)")
+    tokenizer = load_tokenizer(tok_path)
     labels: list[str] = []
     if (path / LABELS).is_file():
         labels = json.loads((path / LABELS).read_text())

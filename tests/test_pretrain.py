@@ -9,7 +9,7 @@ from sesame.cli.main import main
 from sesame.config import load_config
 from sesame.errors import ConfigError
 from sesame.evaluate import evaluate_lm
-from sesame.pipelines import pipeline
+from sesame.pipelines import load_any, pipeline
 from sesame.pretrain import pretrain
 
 TEXT = "\n\n".join(
@@ -45,6 +45,14 @@ def test_pretrain_mlm_end_to_end_and_resume(corpus, tmp_path):
     fill = pipeline("fill-mask", model_dir)
     top = fill("the cat sat on the [MASK].", top_k=3)
     assert len(top) == 3 and all(0 <= t["score"] <= 1 for t in top)
+    # a training checkpoint loads like a model directory (its run's config and tokenizer)
+    final, _, _ = load_any(model_dir)
+    at12, tok, _ = load_any(tmp_path / "run" / "checkpoints" / "step-000012")
+    assert tok.vocab_size == fill.tokenizer.vocab_size
+    assert all(torch.equal(v, at12.state_dict()[k]) for k, v in final.state_dict().items())
+    at6, _, _ = load_any(tmp_path / "run" / "checkpoints" / "step-000006")
+    assert not torch.equal(at6.body.embed.tokens.weight, final.body.embed.tokens.weight)
+    assert pipeline("fill-mask", tmp_path / "run" / "checkpoints" / "step-000006")("the [MASK] sat.", top_k=2)
     with pytest.raises(Exception, match="--resume|checkpoints"):
         pretrain(run, tmp_path / "run", progress=False, say=lambda s: None)
     longer = tiny_run(corpus, "train.steps=14")

@@ -11,7 +11,8 @@ def add_parser(sub) -> None:
                     "(decoders) on held-out text, prepared with the model's tokenizer. With --dataset: "
                     "the downstream task's metrics on a labeled split (see `sesame finetune --help`).",
     )
-    p.add_argument("model_dir", help="a sesame model directory (e.g. runs/NAME/model) or a Hugging Face one")
+    p.add_argument("model_dir", help="a sesame model directory (runs/NAME/model), a training checkpoint "
+                   "(runs/NAME/checkpoints/step-N) or a Hugging Face directory")
     p.add_argument("--text", nargs="+", help="files, folders or globs of held-out text")
     p.add_argument("--seq-len", type=int, help="window length (default: the model's, at most 512)")
     p.add_argument("--batch-size", type=int, default=32)

@@ -35,7 +35,8 @@ def add_parser(sub) -> None:
                     "fine-tuned model to OUT/model, ready for `sesame eval --dataset` and sesame.pipeline.",
         epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model_dir", help="the pre-trained model (e.g. runs/NAME/model, or a Hugging Face folder)")
+    p.add_argument("model_dir", help="the pre-trained model: runs/NAME/model, a training checkpoint "
+                   "(runs/NAME/checkpoints/step-N) or a Hugging Face folder")
     p.add_argument("--dataset", required=True, help="data set to fine-tune on (see the list below)")
     p.add_argument("--out", help="run directory (default: runs/ft-<dataset>)")
     p.add_argument("--config", help="a TOML file with [train], [task] and [strategy] sections")

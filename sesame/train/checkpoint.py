@@ -260,3 +260,29 @@ def load_checkpoint(path: Path, module: torch.nn.Module, optimizer: torch.optim.
     if optimizer is not None:
         load_optimizer_state(optimizer, _load_tensors(path / OPTIMIZER), state["optimizer"])
     return state
+
+
+def checkpoint_model(path: Path):
+    """The model saved in a training checkpoint (``runs/NAME/checkpoints/step-N``): the run's
+    ``[model]`` config with the checkpoint's weights, the objective's or task's wrapper
+    (``model.`` prefix) removed. Fine-tune or evaluate an intermediate step like a model dir."""
+    import tomllib
+
+    from sesame.config.model import ModelConfig
+    from sesame.models.io import load_state
+    from sesame.models.model import build_model
+
+    path = Path(path)
+    state = read_state(path)
+    run_config = path.parent.parent / "config.toml"
+    if not run_config.is_file():
+        raise CheckpointError(f"checkpoint {path} has no run config at {run_config}: give the run's own "
+                              "checkpoints/step-N directory")
+    config = ModelConfig.from_dict(tomllib.loads(run_config.read_text())["model"], "model")
+    tensors = _load_tensors(path / MODEL)
+    for key, src in state.get("aliases", {}).items():
+        tensors[key] = tensors[src]
+    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model = build_model(config)
+    load_state(model, weights, strict=False)
+    return model
