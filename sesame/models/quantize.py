@@ -48,10 +48,9 @@ class Int8Linear(nn.Module):
             y = torch.ops.aten._weight_int8pack_mm(rows, self.weight, self.scales)
         else:
             y = F.linear(rows, self.dequantized())
-        y = y.float().reshape(*x.shape[:-1], self.out_features)
-        if self.bias is not None:
-            y = y + self.bias
-        return y.to(x.dtype)
+        y = y.view(*x.shape[:-1], self.out_features)
+        y = y.float() if self.bias is None else self.bias + y  # bf16 + fp32 bias: fp32 in one op
+        return y if x.dtype == torch.float32 else y.to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weight, bf16 scales"
