@@ -31,6 +31,7 @@ SHORTEN = {
 SWAP = {
     "../shared/data/corpora/en/wikitext-2/test.txt": TINY,
     "../shared/data/corpora/en/austen": "../shared/data/corpora/en/austen/persuasion.txt",
+    "runs/bert-tiny-en/checkpoints/step-004000": "runs/bert-tiny-en/checkpoints/step-000003",  # the short run's last
 }
 
 
