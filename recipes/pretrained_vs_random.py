@@ -17,17 +17,15 @@ from pathlib import Path
 
 
 def parse_sets(items: list[str]) -> tuple[dict, dict]:
+    from sesame.config.run import parse_override
+
     train, task = {}, {}
     for item in items:
-        key, _, value = item.partition("=")
-        section, _, name = key.partition(".")
-        target = {"train": train, "task": task}.get(section)
-        if target is None or not name:
+        path, value = parse_override(item)
+        target = {"train": train, "task": task}.get(path[0])
+        if target is None or len(path) != 2:
             raise SystemExit(f"--set takes train.KEY=VALUE or task.KEY=VALUE, got {item!r}")
-        try:
-            target[name] = json.loads(value)
-        except json.JSONDecodeError:
-            target[name] = value
+        target[path[1]] = value
     return train, task
 
 

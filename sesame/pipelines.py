@@ -8,7 +8,6 @@ Fine-tuned classifiers and taggers keep their label names in ``labels.json``
 from __future__ import annotations
 
 import json
-import tomllib
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,8 +38,7 @@ def load_any(model_dir: str | Path, weights: str = "fp32") -> tuple[Model, Token
     elif (path / "state.json").is_file():  # a training checkpoint: runs/NAME/checkpoints/step-N
         from sesame.train.checkpoint import checkpoint_model
 
-        model = checkpoint_model(path)
-        tok_path = run_tokenizer(path.parent.parent)
+        model, tok_path = checkpoint_model(path)
     elif (path / "config.json").is_file():
         from sesame.models.hf import from_hf
 
@@ -57,15 +55,6 @@ def load_any(model_dir: str | Path, weights: str = "fp32") -> tuple[Model, Token
         labels = [id2label[k] for k in sorted(id2label, key=int)]
     convert_weights(model, weights)
     return model, tokenizer, labels
-
-
-def run_tokenizer(run: Path) -> Path:
-    """Where a run's tokenizer lives: its own copy, its model's, or the run config's tokenizer.path."""
-    for d in (run, run / "model"):
-        if (d / "tokenizer.json").is_file():
-            return d
-    path = tomllib.loads((run / "config.toml").read_text()).get("tokenizer", {}).get("path")
-    return Path(path) if path else run
 
 
 class Pipeline:

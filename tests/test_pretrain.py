@@ -9,7 +9,8 @@ from sesame.cli.main import main
 from sesame.config import load_config
 from sesame.errors import ConfigError
 from sesame.evaluate import evaluate_lm
-from sesame.pipelines import load_any, pipeline, run_tokenizer
+from sesame.pipelines import load_any, pipeline
+from sesame.train.checkpoint import run_tokenizer
 from sesame.pretrain import pretrain
 
 TEXT = "\n\n".join(
@@ -55,8 +56,8 @@ def test_pretrain_mlm_end_to_end_and_resume(corpus, tmp_path):
     assert pipeline("fill-mask", tmp_path / "run" / "checkpoints" / "step-000006")("the [MASK] sat.", top_k=2)
     shared = tmp_path / "shared-tokenizer-run"  # a run that read its tokenizer from tokenizer.path
     shared.mkdir()
-    (shared / "config.toml").write_text(f'[tokenizer]\npath = "{tmp_path / "run" / "tokenizer.json"}"\n')
-    assert run_tokenizer(shared) == tmp_path / "run" / "tokenizer.json"
+    config = {"tokenizer": {"path": str(tmp_path / "run" / "tokenizer.json")}}
+    assert run_tokenizer(shared, config) == tmp_path / "run" / "tokenizer.json"
     with pytest.raises(Exception, match="--resume|checkpoints"):
         pretrain(run, tmp_path / "run", progress=False, say=lambda s: None)
     longer = tiny_run(corpus, "train.steps=14")

@@ -56,16 +56,13 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weight, bf16 scales"
 
 
-def quantize_int8(module: nn.Module) -> int:
-    """Replace every ``nn.Linear`` under ``module`` by an ``Int8Linear``; returns how many."""
-    count = 0
+def quantize_int8(module: nn.Module) -> None:
+    """Replace every ``nn.Linear`` under ``module`` by an ``Int8Linear``."""
     for name, child in list(module.named_children()):
         if isinstance(child, nn.Linear):
             setattr(module, name, Int8Linear(child))
-            count += 1
         else:
-            count += quantize_int8(child)
-    return count
+            quantize_int8(child)
 
 
 def convert_weights(model: nn.Module, weights: str) -> nn.Module:

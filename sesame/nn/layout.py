@@ -61,8 +61,8 @@ class Layout:
         return {}
 
     def _build(self, tq: int, tk: int, device: torch.device) -> torch.Tensor | None:
-        if self.features() == {"causal"} and self.q_offset + tq - 1 >= tk - 1 and tq == 1:
-            return None  # one query after every key (a decoding step): it sees them all
+        if self.features() == {"causal"} and self.q_offset >= tk - 1:
+            return None  # a decoding step: one query after every key sees them all
         m = None
         if self.causal:
             qpos = torch.arange(tq, device=device) + self.q_offset

@@ -262,10 +262,20 @@ def load_checkpoint(path: Path, module: torch.nn.Module, optimizer: torch.optim.
     return state
 
 
+def run_tokenizer(run: Path, run_config: dict) -> Path:
+    """Where a run's tokenizer lives: its own copy, its model's, or the config's tokenizer.path."""
+    for d in (run, run / "model"):
+        if (d / "tokenizer.json").is_file():
+            return d
+    path = run_config.get("tokenizer", {}).get("path")
+    return Path(path) if path else run
+
+
 def checkpoint_model(path: Path):
-    """The model saved in a training checkpoint (``runs/NAME/checkpoints/step-N``): the run's
-    ``[model]`` config with the checkpoint's weights, the objective's or task's wrapper
-    (``model.`` prefix) removed. Fine-tune or evaluate an intermediate step like a model dir."""
+    """(model, tokenizer location) for a training checkpoint (``runs/NAME/checkpoints/step-N``):
+    the run's ``[model]`` config with the checkpoint's weights, the objective's or task's
+    wrapper (``model.`` prefix) removed. Fine-tune or evaluate an intermediate step like a
+    model directory."""
     import tomllib
 
     from sesame.config.model import ModelConfig
@@ -274,15 +284,16 @@ def checkpoint_model(path: Path):
 
     path = Path(path)
     state = read_state(path)
-    run_config = path.parent.parent / "config.toml"
-    if not run_config.is_file():
-        raise CheckpointError(f"checkpoint {path} has no run config at {run_config}: give the run's own "
-                              "checkpoints/step-N directory")
-    config = ModelConfig.from_dict(tomllib.loads(run_config.read_text())["model"], "model")
+    run = path.parent.parent
+    if not (run / "config.toml").is_file():
+        raise CheckpointError(f"checkpoint {path} has no run config at {run / 'config.toml'}: give the run's "
+                              "own checkpoints/step-N directory")
+    run_config = tomllib.loads((run / "config.toml").read_text())
+    config = ModelConfig.from_dict(run_config["model"], "model")
     tensors = _load_tensors(path / MODEL)
     for key, src in state.get("aliases", {}).items():
         tensors[key] = tensors[src]
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     model = build_model(config)
     load_state(model, weights, strict=False)
-    return model
+    return model, run_tokenizer(run, run_config)
