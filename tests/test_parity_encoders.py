@@ -151,3 +151,28 @@ def test_cli_round_trip(case, tmp_path):
     assert theirs.keys() == again.keys()
     for key, value in theirs.items():
         assert torch.equal(value, again[key]), f"{case}: {key} changed in the round trip"
+
+
+def test_attention_maps_match_transformers(tmp_path):
+    """``output_attentions`` returns each layer's probabilities through the kernel's
+    explicit path: equal to HF's eager attentions at real query rows, and the normal
+    (SDPA) forward gives the same hidden states as the explicit one."""
+    case = "roberta-base"
+    hf = make_hf(case, tmp_path / "hf")
+    ids, mask, types = batch(case)
+    ref = transformers.RobertaModel.from_pretrained(tmp_path / "hf", attn_implementation="eager").eval()
+    with torch.no_grad():
+        want = ref(input_ids=ids, attention_mask=mask, output_attentions=True).attentions
+    ours = from_hf(tmp_path / "hf")[0].eval()
+    with torch.no_grad():
+        plain = ours(ids, mask, types)
+        got = ours(ids, mask, types, output_attentions=True)
+    assert len(got.attentions) == len(want) == 2
+    real = mask.bool()
+    for amap, w in zip(got.attentions, want):
+        assert amap.probs.shape == w.shape
+        assert (amap.probs - w).abs()[real[:, None, :, None].expand_as(w)].max() < 1e-5
+        assert torch.allclose(amap.probs.sum(-1)[real[:, None].expand(-1, 4, -1)], torch.tensor(1.0), atol=1e-5)
+        assert amap.scores is not None and torch.isinf(amap.scores[~real[:, None, None, :].expand_as(w)]).all()
+    assert (plain.hidden - got.hidden).abs()[real].max() < 1e-5
+    del hf

@@ -62,6 +62,7 @@ class Body(nn.Module):
         cache: KVCache | None = None,
         positions: torch.Tensor | None = None,
         hidden_states: list | None = None,
+        attentions: list | None = None,
     ) -> torch.Tensor:
         cfg = self.config
         if input_ids.dim() != 2:
@@ -91,7 +92,7 @@ class Body(nn.Module):
         if hook == "bias":
             kpos = torch.arange(past + t, device=x.device)
             bias = self.position.bias(kpos[past:], kpos)
-        ctx = Context(layout, self.position, positions, bias)
+        ctx = Context(layout, self.position, positions, bias, attentions=attentions)
         if hidden_states is not None:
             hidden_states.append(x)
         x = self.layers(x, ctx, cache, hidden_states)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from sesame.config.model import ModelConfig
-from sesame.errors import CheckpointError
+from sesame.errors import CheckpointError, ConfigError
 from sesame.models.body import Body, EncoderDecoderBody
 from sesame.models.heads import build_head
 from sesame.nn import KVCache, Layout
@@ -23,6 +23,7 @@ class ModelOutput:
     hidden_states: list[torch.Tensor] | None = None  # embeddings output, then each layer
     cache: KVCache | None = None
     memory: torch.Tensor | None = None  # encoder output of an encoder-decoder
+    attentions: list | None = None  # per layer AttentionMap (probs, scores), when asked
 
 
 class Model(nn.Module):
@@ -89,17 +90,23 @@ class Model(nn.Module):
         decoder_attention_mask: torch.Tensor | None = None,
         memory: torch.Tensor | None = None,
         output_hidden_states: bool = False,
+        output_attentions: bool = False,
     ) -> ModelOutput:
-        """``select`` (bool (B, T)) limits token-level heads to those positions."""
+        """``select`` (bool (B, T)) limits token-level heads to those positions.
+        ``output_attentions`` (encoders and decoders) returns each layer's
+        ``AttentionMap`` through the kernel's explicit path."""
         states = [] if output_hidden_states or self.mix is not None else None
+        maps = [] if output_attentions else None
         if self.config.arch == "encoder-decoder":
             if memory is None:
                 memory = self.body.encode(input_ids, attention_mask)
+            if output_attentions:
+                raise ConfigError("output_attentions is not available for encoder-decoder models yet")
             if decoder_input_ids is None:
                 return ModelOutput(hidden=memory, logits={}, memory=memory)
             hidden = self.body.decode(decoder_input_ids, memory, attention_mask, decoder_attention_mask, cache)
         else:
-            hidden = self.body(input_ids, attention_mask, token_type_ids, layout, cache, positions, states)
+            hidden = self.body(input_ids, attention_mask, token_type_ids, layout, cache, positions, states, maps)
             if self.mix is not None:
                 hidden = self.mix(states)
         logits: dict[str, torch.Tensor] = {}
@@ -109,7 +116,7 @@ class Model(nn.Module):
                 pooled = head(hidden)
             else:
                 logits[name] = head(hidden, pooled, select if head.token_level else None)
-        return ModelOutput(hidden, logits, pooled, states if output_hidden_states else None, cache, memory)
+        return ModelOutput(hidden, logits, pooled, states if output_hidden_states else None, cache, memory, maps)
 
     def new_cache(self) -> KVCache:
         return self.body.new_cache()

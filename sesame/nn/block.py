@@ -26,6 +26,7 @@ class Context:
     bias: torch.Tensor | None = None
     memory: torch.Tensor | None = None  # encoder output, for cross-attention
     memory_layout: Layout | None = None
+    attentions: list | None = None  # when a list, each layer appends its AttentionMap
 
 
 class Block(nn.Module):
@@ -46,7 +47,8 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, ctx: Context, cache=None) -> torch.Tensor:
         def attend(h):
-            out = self.drop(self.attn(h, ctx.layout, ctx.position, ctx.positions, ctx.bias, cache))
+            out = self.drop(self.attn(h, ctx.layout, ctx.position, ctx.positions, ctx.bias, cache,
+                                       ctx.attentions))
             return out if self.attn_adapter is None else self.attn_adapter(out)
 
         def feed(h):

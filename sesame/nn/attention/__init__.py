@@ -1,6 +1,6 @@
 """Attention: kernels (one file each) and the multi-head modules that call them."""
 from sesame.nn.attention.full import FullAttention
-from sesame.nn.attention.kernel import Kernel, build_kernel
+from sesame.nn.attention.kernel import AttentionMap, Kernel, build_kernel, dense_attention
 from sesame.nn.attention.multihead import CrossAttention, SelfAttention
 
-__all__ = ["Kernel", "FullAttention", "build_kernel", "SelfAttention", "CrossAttention"]
+__all__ = ["AttentionMap", "dense_attention", "Kernel", "FullAttention", "build_kernel", "SelfAttention", "CrossAttention"]

@@ -1,13 +1,50 @@
 """The kernel interface: ``kernel(q, k, v, layout, bias) -> out`` with
 q (B, H, Tq, D), k/v (B, Hkv, Tk, D), out (B, H, Tq, D). Each kernel declares
-the layout features it honours; asking for others fails at build time."""
+the layout features it honours; asking for others fails at build time.
+
+``kernel.attend_with_map(q, k, v, layout, bias) -> (out, AttentionMap)`` is the
+slow, explicit path used only when a caller asks for attention maps
+(distillation, interpretability); the normal ``forward`` never pays for it.
+The base class computes it densely from the layout, which is exact for dense
+attention; an approximate kernel overrides it with its own effective map."""
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 from torch import nn
 
 from sesame.config.registry import get
 from sesame.errors import ConfigError
+
+
+@dataclasses.dataclass
+class AttentionMap:
+    """One layer's attention: ``probs`` (B, H, Tq, Tk), rows summing to 1 (0 for a
+    row that may attend to nothing); ``scores`` the scaled pre-softmax logits
+    (bias included, masked entries -inf), or None for kernels without logits."""
+
+    probs: torch.Tensor
+    scores: torch.Tensor | None = None
+
+
+def dense_attention(q, k, v, layout, bias, scale: float, dropout: float = 0.0):
+    """Explicit softmax attention with its map: the reference every kernel's map
+    is checked against."""
+    tq, tk = q.shape[2], k.shape[2]
+    if k.shape[1] != q.shape[1]:  # grouped-query: repeat each kv head for its queries
+        rep = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
+    if bias is not None:
+        scores = scores + bias.float()
+    mask = layout.dense(tq, tk, q.device)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a fully masked row gives zeros
+    used = nn.functional.dropout(probs, dropout) if dropout else probs
+    out = torch.matmul(used.to(v.dtype), v)
+    return out, AttentionMap(probs.to(q.dtype), scores)
 
 
 class Kernel(nn.Module):
@@ -18,6 +55,10 @@ class Kernel(nn.Module):
         super().__init__()
         self.scale = scale
         self.dropout = dropout
+
+    def attend_with_map(self, q, k, v, layout, bias=None) -> tuple[torch.Tensor, AttentionMap]:
+        """(out, map) for callers that ask for attention maps; see the module doc."""
+        return dense_attention(q, k, v, layout, bias, self.scale, self.dropout if self.training else 0.0)
 
     def check(self, needed: set[str]) -> None:
         missing = set(needed) - self.supports

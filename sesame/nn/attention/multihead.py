@@ -29,7 +29,9 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(self.heads * self.dim, config.hidden, bias=config.bias)
         self.kernel = build_kernel(config.attention, _scale(config), config.attention_dropout, needed)
 
-    def forward(self, x, layout: Layout, position=None, positions=None, bias=None, cache: LayerCache | None = None):
+    def forward(self, x, layout: Layout, position=None, positions=None, bias=None, cache: LayerCache | None = None,
+                maps: list | None = None):
+        """``maps``: when a list, this layer's ``AttentionMap`` is appended to it."""
         b, t, _ = x.shape
         q, k, v = self.qkv(x).split(self.sizes, dim=-1)
         q = q.view(b, t, self.heads, self.dim).transpose(1, 2)
@@ -39,7 +41,11 @@ class SelfAttention(nn.Module):
             q, k = position.rotate(q, k, positions)
         if cache is not None:
             k, v = cache.update(k, v)
-        out = self.kernel(q, k, v, layout, bias)
+        if maps is None:
+            out = self.kernel(q, k, v, layout, bias)
+        else:
+            out, amap = self.kernel.attend_with_map(q, k, v, layout, bias)
+            maps.append(amap)
         return self.out(out.transpose(1, 2).reshape(b, t, self.heads * self.dim))
 
 
