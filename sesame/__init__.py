@@ -10,3 +10,12 @@ def pipeline(task: str, model_dir, weights: str = "fp32"):
     from sesame.pipelines import pipeline as _pipeline
 
     return _pipeline(task, model_dir, weights)
+
+
+def __getattr__(name: str):
+    # ``sesame.finetune(model_dir, train="reviews.csv", task=..., columns=...)``: the module is callable
+    if name == "finetune":
+        import sesame.finetune as module
+
+        return module
+    raise AttributeError(f"module 'sesame' has no attribute {name!r}")

@@ -1,29 +1,25 @@
-"""Fine-tuning end to end: a labeled data set -> its task -> a pre-trained model with the
-task's head and a transfer strategy -> the trainer -> evaluation reports -> a fine-tuned
-model directory. What `sesame finetune` and `sesame eval --dataset` run.
+"""Fine-tuning end to end: labeled data (a user's files or a named set) -> its task -> a
+pre-trained model (or a random init of a preset) with the task's head and a transfer
+strategy -> the trainer -> evaluation reports -> a fine-tuned model directory. What
+`sesame finetune` and `sesame eval --data / --dataset` run.
 
-    summary = finetune("runs/bert/model", "sst2", "runs/ft-sst2", {"steps": 500},
-                       strategy={"kind": "adapters", "adapter_size": 64})
-    sesame.pipeline("text-classification", "runs/ft-sst2/model")("a fine film")
+    sesame.finetune("runs/bert/model", train="reviews.csv", dev="dev.csv", task="classification",
+                    columns={"text": "review", "label": "stars"}, run_dir="runs/reviews")
+    finetune("runs/bert/model", "sst2", "runs/ft-sst2", {"steps": 500}, strategy="adapters")
+    sesame.pipeline("text-classification", "runs/reviews/model")("a fine film")
 
-A run directory holds ``config.toml``, ``checkpoints/``, ``metrics.jsonl``, ``eval/``
-(one JSON/Markdown report per evaluated split, with predictions), ``summary.json`` and
-``model/`` (weights, ``tokenizer.json``, ``labels.json`` and ``finetune.json``, which
-records the data set, task, labels and strategy).
-
-Data sets are named (``DATASETS``); their files live under the labeled data folder
-(default ``../shared/data/labeled``, beside the checkout). Where the shared copy lacks
-a split, the registry says what stands in for it (``DatasetSpec.note``): MRPC's dev is a
-fixed 10% of its train file; MSRA NER trains on 90% of its dev file and tunes on the
-other 10% (its test file stays the test); CMRC 2018 trains on the trial set and is
-evaluated on dev; C3 trains on 90% of its dev documents and tunes on the other 10% (its
-test file has no answers); Tatoeba is split 90/5/5. Carved splits are drawn with a
-fixed seed, by document where examples share one (C3)."""
+Files are read by ``sesame.tasks.files`` (CSV, TSV, JSONL, JSON/SQuAD, CoNLL, Parquet, or a
+DataFrame / ``datasets.Dataset``); named sets are presets over the same readers
+(``sesame.tasks.datasets``). A run directory holds ``config.toml``, ``checkpoints/``,
+``metrics.jsonl``, ``eval/`` (one JSON/Markdown report per evaluated split, with
+predictions; a split without labels gets predictions only), ``summary.json`` and ``model/``
+(weights, ``tokenizer.json``, ``labels.json`` and ``finetune.json``, which records the data
+set or files, task, labels, options and strategy)."""
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
+import sys
+import types
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,160 +27,21 @@ import numpy as np
 import torch
 
 from sesame import transfer
-from sesame.config.base import closest
 from sesame.config.registry import get
 from sesame.config.train import TrainConfig
 from sesame.errors import ConfigError, DataError
-from sesame.models import save_model
+from sesame.models import build_model, save_model
 from sesame.pipelines import LABELS, load_any
-from sesame.tasks import readers
+from sesame.tasks.base import unk_rate
+from sesame.tasks.datasets import (DATASETS, DatasetSpec, Part, Splits, carve, data_root, dataset_spec,  # noqa: F401
+                                   file_splits, named_splits, read_split)
 from sesame.tasks.examples import Dataset
-from sesame.tasks.readers import tag_list
+from sesame.tasks.files import as_spec, balanced_weights, label_counts, read_file
 from sesame.train import ArraySource, Trainer
 
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "labeled"
 TOKENIZER, RECORD = "tokenizer.json", "finetune.json"
 TASK_HEADS = ("classify", "tag", "span", "choice")  # heads fine-tuned for one data set (lm heads carry over)
-
-
-@dataclasses.dataclass(frozen=True)
-class Part:
-    """A split file, or the fraction ``[lo, hi)`` of its examples (grouped by attribute ``by``)
-    after a fixed shuffle."""
-
-    path: str
-    lo: float = 0.0
-    hi: float = 1.0
-    by: str | None = None
-
-    @property
-    def carved(self) -> bool:
-        return (self.lo, self.hi) != (0.0, 1.0)
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    task: str  # a registered task: classification, tagging, qa, multiple_choice, seq2seq
-    reader: Callable[[Path], Dataset]
-    splits: dict[str, Part]  # split name -> file relative to the labeled data folder
-    options: dict = dataclasses.field(default_factory=dict)  # default task options
-    language: str = "en"
-    source: str | None = None  # translation: source and target languages
-    target: str | None = None
-    note: str = ""  # how the splits were chosen where the shared copy lacks one
-
-
-def _spec(name, task, reader, splits, options=None, language="en", note="", **kw) -> DatasetSpec:
-    parts = {k: v if isinstance(v, Part) else Part(v) for k, v in splits.items()}
-    return DatasetSpec(name, task, reader, parts, dict(options or {}), language, note=note, **kw)
-
-
-def _multi30k(path: Path, source: str = "en", target: str = "de") -> Dataset:
-    return readers.read_multi30k(path.parent, path.name, source, target)
-
-
-def _registry() -> dict[str, DatasetSpec]:
-    fc = "zh/fewclue"
-    few = {"train": "train_few_all.json", "dev": "dev_few_all.json", "test": "test_public.json"}
-    out = [
-        _spec("sst2", "classification", readers.read_sst2, {s: f"en/sst2/{s}.tsv" for s in ("train", "dev", "test")},
-              {"max_length": 66}),
-        *[_spec(n.lower(), "classification", readers.read_senteval,
-                {s: f"en/senteval/{n}/{s}.tsv" for s in ("train", "dev")}, {"max_length": 64},
-                note="SentEval copy: train and dev only")
-          for n in ("CoLA", "MR", "CR", "SUBJ", "MPQA")],
-        _spec("mrpc", "classification", readers.read_mrpc,
-              {"train": Part("en/mrpc/msr_paraphrase_train.txt", 0.0, 0.9),
-               "dev": Part("en/mrpc/msr_paraphrase_train.txt", 0.9, 1.0), "test": "en/mrpc/msr_paraphrase_test.txt"},
-              {"max_length": 128}, note="no dev file: dev is a fixed 10% of the train file, train the other 90%"),
-        _spec("chnsenticorp", "classification", readers.read_chnsenticorp,
-              {s: f"zh/chnsenticorp/{s}.tsv" for s in ("train", "dev", "test")}, {"max_length": 256}, "zh"),
-        *[_spec(t, "classification", functools.partial(readers.read_fewclue, task=t),
-                {s: f"{fc}/{t}/{f}" for s, f in few.items()}, {"max_length": 128}, "zh",
-                note="FewCLUE few-shot: train_few_all / dev_few_all / test_public")
-          for t in ("tnews", "ocnli", "bustm", "iflytek", "eprstmt")],
-        _spec("chid", "multiple_choice", readers.read_chid, {s: f"{fc}/chid/{f}" for s, f in few.items()},
-              {"max_length": 128}, "zh", note="FewCLUE few-shot: train_few_all / dev_few_all / test_public"),
-        _spec("conll2003", "tagging", readers.read_conll2003,
-              {s: f"en/conll2003/{s}.txt" for s in ("train", "dev", "test")}, {"max_length": 128}),
-        _spec("wnut17", "tagging", readers.read_wnut17,
-              {"train": "en/wnut17/wnut17train.conll", "dev": "en/wnut17/emerging.dev.conll",
-               "test": "en/wnut17/emerging.test.annotated"}, {"max_length": 128}),
-        _spec("msra", "tagging", readers.read_msra,
-              {"train": Part("zh/msra-ner/dev.tsv", 0.0, 0.9), "dev": Part("zh/msra-ner/dev.tsv", 0.9, 1.0),
-               "test": "zh/msra-ner/test.tsv"}, {"max_length": 256}, "zh",
-              note="no train split here: trains on 90% of dev.tsv, tunes on the other 10%; test.tsv is the test"),
-        _spec("cmrc2018", "qa", readers.read_squad,
-              {"train": "zh/cmrc2018/cmrc2018_trial.json", "dev": "zh/cmrc2018/cmrc2018_dev.json"},
-              {"max_length": 384, "metric": "cmrc2018"}, "zh",
-              note="no train split here: trains on the trial set, evaluated on dev; no test"),
-        _spec("c3", "multiple_choice", readers.read_c3,
-              {"train": Part("zh/c3/dev.json", 0.0, 0.9, "context"),
-               "dev": Part("zh/c3/dev.json", 0.9, 1.0, "context")},
-              {"max_length": 256}, "zh",
-              note="only dev has answers: trains on 90% of the dev documents, evaluated on the other 10%; no test"),
-        _spec("tatoeba", "seq2seq", readers.read_tatoeba,
-              {s: Part("../translation/tatoeba-cmn-eng/cmn.txt", lo, hi)
-               for s, lo, hi in (("train", 0.0, 0.9), ("dev", 0.9, 0.95), ("test", 0.95, 1.0))},
-              {"max_length": 64, "max_target_length": 64, "target_language": "zh"}, "en", source="en", target="zh",
-              note="one file: split 90/5/5 with a fixed seed"),
-        _spec("multi30k", "seq2seq", _multi30k,
-              {"train": "../translation/multi30k/train", "dev": "../translation/multi30k/val",
-               "test": "../translation/multi30k/test_2016_flickr"},
-              {"max_length": 64, "max_target_length": 64, "target_language": "de"}, "en", source="en", target="de",
-              note="task 1, en->de; test = test_2016_flickr"),
-    ]
-    return {s.name: s for s in out}
-
-
-DATASETS = _registry()
-
-
-def dataset_spec(name: str) -> DatasetSpec:
-    if name not in DATASETS:
-        raise ConfigError(f"unknown data set {name!r}{closest(name, DATASETS)}; data sets: {', '.join(DATASETS)}")
-    return DATASETS[name]
-
-
-def carve(data: Dataset, part: Part, seed: int = 0) -> Dataset:
-    """The examples of ``data`` in ``part``'s fraction of a fixed shuffle of its groups."""
-    keys = [getattr(ex, part.by) if part.by else i for i, ex in enumerate(data.examples)]
-    groups = list(dict.fromkeys(keys))
-    order = np.random.default_rng(seed).permutation(len(groups))
-    chosen = {groups[i] for i in order[int(round(part.lo * len(groups))):int(round(part.hi * len(groups)))]}
-    examples = [ex for ex, k in zip(data.examples, keys) if k in chosen]
-    counts = {**data.counts, "carved_from": len(data.examples)}
-    return Dataset(examples, data.labels, f"{data.path}[{part.lo:g}:{part.hi:g}]", counts)
-
-
-def read_split(dataset: str, split: str, data_dir: str | Path | None = None) -> Dataset:
-    """One split of a registered data set (see ``DatasetSpec.note`` for carved splits)."""
-    spec = dataset_spec(dataset)
-    if split not in spec.splits:
-        raise ConfigError(f"data set {dataset!r} has no split {split!r}{closest(split, spec.splits)}; it has "
-                          f"{', '.join(spec.splits)}{' (' + spec.note + ')' if spec.note else ''}")
-    part = spec.splits[split]
-    root = Path(data_dir) if data_dir is not None else DATA_DIR
-    if not root.is_dir():
-        raise DataError(f"the labeled data folder {root} does not exist; pass --data-dir (see shared/data/README.md)")
-    data = spec.reader(root / part.path)
-    return carve(data, part) if part.carved else data
-
-
-def merged_labels(task: str, sets: list[Dataset]) -> list[str]:
-    """One label list for all splits: the first set's order, extra labels appended (tags rebuilt)."""
-    sets = [s for s in sets if s is not None and s.labels]
-    if not sets:
-        return []
-    if task == "tagging":
-        kinds = {t[2:] for s in sets for t in s.labels if t != "O"}
-        first = sets[0].labels
-        return first if set(first) == set(tag_list(kinds)) else tag_list(kinds)
-    out = list(sets[0].labels)
-    for s in sets[1:]:
-        out += [x for x in s.labels if x not in out]
-    return out
+UNK_WARN = 0.05  # warn when more than this fraction of the tokens are [UNK]
 
 
 def subsample(examples: list, limit: int | None, seed: int) -> list:
@@ -228,10 +85,16 @@ def _check_sizes(n_train: int, cfg: TrainConfig, dataset: str) -> None:
                         f"{cfg.batch_size}; lower the batch size or raise max_train")
 
 
-def task_options(spec: DatasetSpec, options: dict | None, model_config) -> tuple[dict, list[str]]:
-    """The data set's default task options under ``options``; a default length longer than
-    the model's learned position table is shortened to it (and said), a requested one refused."""
-    out, notes = {**spec.options, **(options or {})}, []
+def task_options(defaults: dict, options: dict | None, model_config, task: str | None = None
+                 ) -> tuple[dict, list[str]]:
+    """The data set's default task options (then the task's own) under ``options``; a default
+    length longer than the model's learned position table is shortened to it (and said), a
+    requested one refused."""
+    base = {}
+    if task is not None:
+        own = get("task", task).Options()
+        base = {k: getattr(own, k) for k in ("max_length", "max_target_length") if hasattr(own, k)}
+    out, notes = {**base, **defaults, **(options or {})}, []
     if model_config.position != "learned":
         return out, notes
     limit = model_config.max_positions
@@ -256,72 +119,172 @@ def _save(model, tok, labels: list[str], out: Path, record: dict) -> Path:
     return save_model(model, out, extra=extra)
 
 
+def texts_of(examples) -> list[str]:
+    """The input text of each example, whatever its task (for the [UNK] rate)."""
+    out = []
+    for ex in examples:
+        if hasattr(ex, "words"):
+            out.append(" ".join(ex.words))
+        elif hasattr(ex, "question"):
+            out.append(f"{ex.question} {ex.context}")
+        else:
+            out.append(str(getattr(ex, "text", None) or getattr(ex, "source", None) or getattr(ex, "context", "")))
+    return out
+
+
+def check_unk(tok, examples, where: str, threshold: float, say: Callable[[str], None]) -> float:
+    """Warn when more than ``threshold`` of the tokens of ``examples`` are the unknown token."""
+    rate = unk_rate(tok, texts_of(examples))
+    if threshold is not None and rate > threshold:
+        say(f"warning: {rate:.1%} of the tokens of {where} are {tok.id_to_token(tok.unk_id)} (threshold "
+            f"{threshold:.1%}): the tokenizer does not cover this text; use a model whose vocabulary does")
+    return rate
+
+
+def predictions(task, module, examples, batch_size: int = 32) -> list[dict]:
+    """One JSON-able row per example with the prediction as a name (label, tags, answer, option, text)."""
+    name = task.name
+    if name == "classification":
+        probs = task.predict(module, examples, batch_size).softmax(-1)
+        best = probs.max(-1)
+        return [{"id": ex.id, "label": task.labels[i], "score": round(p, 6)}
+                for ex, p, i in zip(examples, best.values.tolist(), best.indices.tolist())]
+    if name == "tagging":
+        tags, _ = task.predict(module, examples, batch_size)
+        return [{"id": ex.id, "words": ex.words, "tags": t} for ex, t in zip(examples, tags)]
+    if name == "qa":
+        answers = task.predict(module, examples, batch_size)
+        return [{"id": ex.id, "answer": answers[ex.id]} for ex in examples]
+    if name == "multiple_choice":
+        picks = task.predict(module, examples, batch_size)
+        return [{"id": ex.id, "label": k, "option": ex.options[k]} for ex, k in zip(examples, picks)]
+    outs = task.predict(module, examples, batch_size)
+    return [{"id": ex.id, "prediction": o} for ex, o in zip(examples, outs)]
+
+
 def _evaluate(task, module, splits: dict[str, Dataset], batch_size: int, report_dir: Path) -> dict:
     out = {}
     for name, data in splits.items():
+        if not data.labeled:
+            rows = predictions(task, module, data.examples, batch_size)
+            report_dir.mkdir(parents=True, exist_ok=True)
+            path = report_dir / f"{name}-predictions.jsonl"
+            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+            out[name] = {"examples": len(rows), "metrics": None, "files": {"predictions": str(path)}}
+            continue
         result = task.evaluate(module, data.examples, batch_size, report_dir=report_dir, name=name)
         out[name] = {"examples": result["examples"], "metrics": result["metrics"], "files": result.get("files")}
     return out
 
 
-def _eval_splits(dataset: str, eval_split: str, data_dir, max_eval: int | None, seed: int) -> dict[str, Dataset]:
-    spec = dataset_spec(dataset)
-    names = [eval_split] + [s for s in ("test",) if s in spec.splits and s != eval_split]
-    out = {}
-    for name in names:
-        data = read_split(dataset, name, data_dir)
-        data.examples = subsample(data.examples, max_eval, seed)
-        out[name] = data
-    return out
+def random_model(preset: str, tokenizer: str | Path):
+    """A randomly initialised model of ``preset`` sized to ``tokenizer`` (a file or folder)."""
+    from sesame.config.run import load_config
+    from sesame.tokenize import load_tokenizer
+
+    if not preset or not tokenizer:
+        raise ConfigError("init = 'random' needs a preset (--preset NAME) and a tokenizer (--tokenizer FILE)")
+    tok = load_tokenizer(tokenizer)
+    cfg = load_config(preset).model.replace(vocab_size=tok.vocab_size)
+    return build_model(cfg), tok, []
+
+
+def _data(dataset, train, dev, test, task, columns, data, dev_fraction, eval_split, data_dir, seed) -> Splits:
+    if dataset is not None and train is not None:
+        raise ConfigError("give a named data set or --train FILE, not both")
+    if dataset is not None:
+        if task is not None and get("task", as_spec(task=task).registered) is not get("task", dataset_spec(dataset).task):
+            raise ConfigError(f"data set {dataset!r} is a {dataset_spec(dataset).task} set, not {task}")
+        return named_splits(dataset, eval_split, data_dir)
+    if train is None:
+        raise ConfigError("nothing to fine-tune on: give train=FILE (--train) or a named data set (--dataset)")
+    if task is None:
+        raise ConfigError("fine-tuning on files needs the task: classification, pair-classification, tagging, qa, "
+                          "multiple-choice or seq2seq (--task)")
+    spec = as_spec(data, task=task, columns=columns)
+    return file_splits(train, dev, test, spec, dev_fraction, seed)
 
 
 # ---------------------------------------------------------------- fine-tuning
 
-def finetune(model_dir: str | Path, dataset: str, run_dir: str | Path, train_config: TrainConfig | dict | None = None,
-             options: dict | None = None, strategy: transfer.StrategyConfig | dict | str | None = None,
-             max_train: int | None = None, eval_split: str = "dev", progress: bool = True, *,
+def finetune(model_dir: str | Path | None, dataset: str | None = None, run_dir: str | Path | None = None,
+             train_config: TrainConfig | dict | None = None, options: dict | None = None,
+             strategy: transfer.StrategyConfig | dict | str | None = None, max_train: int | None = None,
+             eval_split: str = "dev", progress: bool = True, *, train: Any = None, dev: Any = None, test: Any = None,
+             task: str | None = None, columns: dict | None = None, data: dict | None = None,
+             dev_fraction: float = 0.1, class_weights: str | None = None, init: str = "pretrained",
+             preset: str | None = None, tokenizer: str | Path | None = None, unk_threshold: float | None = UNK_WARN,
              data_dir: str | Path | None = None, max_eval: int | None = None, eval_batch_size: int = 32,
              resume: bool = False, say: Callable[[str], None] = print) -> dict:
-    """Fine-tune the model in ``model_dir`` (sesame or Hugging Face) on ``dataset``'s train
-    split, evaluate on ``eval_split`` (also every ``train.eval_every`` steps, over
-    ``train.eval_batches`` batches) and on test when there is one, and save the model to
-    ``run_dir/model``. ``options``: task options over the data set's defaults. ``max_train`` /
-    ``max_eval``: fixed-seed subsets. Returns the summary (also ``run_dir/summary.json``)."""
-    run_dir = Path(run_dir)
-    spec = dataset_spec(dataset)
+    """Fine-tune the model in ``model_dir`` (sesame or Hugging Face; or ``init="random"``:
+    a random ``preset`` over ``tokenizer``) on ``train`` (a file, DataFrame, ``datasets.Dataset``
+    or ``DatasetDict``; ``task``, ``columns`` and ``data`` = {format, delimiter, header, strict}
+    say how to read it) or on the named ``dataset``'s train split. Evaluates on dev (a
+    ``dev_fraction`` of train when there is no ``dev``; also every ``train.eval_every`` steps)
+    and on test when there is one, and saves the model to ``run_dir/model``. ``options``: task
+    options; ``class_weights="balanced"`` weighs the classification loss by inverse class
+    frequency; ``max_train`` / ``max_eval``: fixed-seed subsets. Returns the summary (also
+    ``run_dir/summary.json``)."""
     strategy = transfer.as_strategy(strategy)
-    model, tok, old_labels = load_any(model_dir)
-    train = read_split(dataset, "train", data_dir)
     seed = train_config.seed if isinstance(train_config, TrainConfig) else int((train_config or {}).get("seed", 0))
-    evals = _eval_splits(dataset, eval_split, data_dir, max_eval, seed)
-    labels = merged_labels(spec.task, [train, *evals.values()])
-    train_examples = subsample(train.examples, max_train, seed)
+    src = _data(dataset, train, dev, test, task, columns, data, dev_fraction, eval_split, data_dir, seed)
+    eval_key = eval_split if dataset is not None else "dev"
+    run_dir = Path(run_dir if run_dir is not None else Path("runs") / f"ft-{src.name}")
+    if init == "random":
+        model, tok, old_labels = random_model(preset, tokenizer)
+        source_model = f"random init of preset {preset} (tokenizer {tokenizer})"
+    elif init == "pretrained":
+        if model_dir is None:
+            raise ConfigError("no model directory: give one, or init='random' with a preset and a tokenizer")
+        model, tok, old_labels = load_any(model_dir)
+        source_model = str(model_dir)
+    else:
+        raise ConfigError(f"init must be 'pretrained' or 'random', got {init!r}")
+    splits = dict(src.splits)
+    train_data = splits.pop("train")
+    evals = {k: v for k, v in splits.items() if k == eval_key or k == "test"}
+    for v in evals.values():
+        v.examples = subsample(v.examples, max_eval, seed)
+    labels = src.labels
+    train_examples = subsample(train_data.examples, max_train, seed)
     cfg = resolve_train(train_config, model.config, strategy, len(train_examples))
-    _check_sizes(len(train_examples), cfg, dataset)
-    opts, fitted = task_options(spec, options, model.config)
-    task = get("task", spec.task)(tok, labels or None, opts)
-    notes = [f"{dataset}: {len(train_examples):,} training examples from {train.path}"
-             + (f" ({spec.note})" if spec.note else ""), *fitted]
-    fresh = task.head in TASK_HEADS and task.head in model.heads
-    if fresh and (_source_record(model_dir).get("dataset") != dataset or old_labels != labels):
-        del model.heads[task.head]  # a head fine-tuned for another data set starts fresh
-        notes.append(f"the source model's `{task.head}` head was trained for another data set: re-initialised")
+    _check_sizes(len(train_examples), cfg, src.name)
+    opts, fitted = task_options(src.options, options, model.config, src.task)
+    notes = [*src.notes, *fitted]
+    counts = label_counts(Dataset(train_examples, labels, ""), src.task)
+    if counts:
+        notes.append(f"{'label' if src.task == 'classification' else 'entity'} counts (train): "
+                     + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    if class_weights is not None:
+        if class_weights != "balanced" or src.task != "classification":
+            raise ConfigError(f"class_weights = {class_weights!r}: only 'balanced', for classification")
+        opts["class_weights"] = [round(w, 6) for w in balanced_weights(counts, labels)]
+        notes.append("class weights (balanced): " + ", ".join(f"{k} {w:.3f}" for k, w in zip(labels,
+                                                                                         opts["class_weights"])))
+    task_obj = get("task", src.task)(tok, labels or None, opts)
+    if tok.unk_id is not None:
+        check_unk(tok, train_examples[:2000], f"{src.name} train", unk_threshold, say)
+    fresh = task_obj.head in TASK_HEADS and task_obj.head in model.heads
+    if fresh and (_source_record(model_dir).get("dataset") != src.name or old_labels != labels) \
+            if model_dir is not None else False:
+        del model.heads[task_obj.head]  # a head fine-tuned for another data set starts fresh
+        notes.append(f"the source model's `{task_obj.head}` head was trained for another data set: re-initialised")
     torch.manual_seed(cfg.seed)
     model, added = transfer.prepare_model(model, strategy)
-    module = task.wrap(model)
+    module = task_obj.wrap(model)
     plan = transfer.apply(module, strategy, steps_per_epoch=len(train_examples) // cfg.batch_size)
     notes += added + plan.notes
     source = ArraySource([{"examples": ex} for ex in train_examples], cfg.batch_size, seed=cfg.seed)
     eval_source = None
-    dev = evals[eval_split].examples
-    if cfg.eval_every and dev:
-        size = min(len(dev), cfg.micro_batch_size or cfg.batch_size)
-        eval_source = ArraySource([{"examples": ex} for ex in dev], size, seed=cfg.seed, shuffle=False)
-    record = {"dataset": dataset, "task": spec.task, "labels": labels, "source_model": str(model_dir),
-              "options": task.opts.to_dict(), "strategy": strategy.to_dict()}
+    dev_examples = evals[eval_key].examples if eval_key in evals and evals[eval_key].labeled else []
+    if cfg.eval_every and dev_examples:
+        size = min(len(dev_examples), cfg.micro_batch_size or cfg.batch_size)
+        eval_source = ArraySource([{"examples": ex} for ex in dev_examples], size, seed=cfg.seed, shuffle=False)
+    record = {"dataset": src.name, **src.record, "task": src.task, "labels": labels, "source_model": source_model,
+              "options": task_obj.opts.to_dict(), "strategy": strategy.to_dict()}
     config = {"finetune": {k: v for k, v in record.items() if k != "labels"}, "train": cfg.to_dict(),
               "model": model.config.to_dict()}
-    trainer = Trainer(task, model.config, cfg, source, run_dir, eval_source, module, config=config,
+    trainer = Trainer(task_obj, model.config, cfg, source, run_dir, eval_source, module, config=config,
                       progress=progress, on_step=plan.on_step)
     try:
         if strategy.gradual_unfreeze and trainer.dist.world > 1:
@@ -334,13 +297,13 @@ def finetune(model_dir: str | Path, dataset: str, run_dir: str | Path, train_con
         say(f"strategy {strategy.kind}: {at_start['trainable']:,} of {at_start['total']:,} parameters train "
             f"({at_start['fraction']:.2%})")
         fit = trainer.fit(resume=resume)
-        summary = {"dataset": dataset, "task": spec.task, "train_examples": len(train_examples),
-                   "labels": labels, "notes": notes, "strategy": strategy.to_dict(),
+        summary = {"dataset": src.name, **src.record, "task": src.task, "train_examples": len(train_examples),
+                   "labels": labels, "label_counts": counts, "notes": notes, "strategy": strategy.to_dict(),
                    "trainable": {**plan.summary(), **at_start}, "train": fit}
         if strategy.gradual_unfreeze:
             summary["trainable"]["at_end"] = transfer.trainable_fraction(trainer.module)["fraction"]
         if trainer.dist.main:
-            summary["eval"] = _evaluate(task, trainer.module, evals, eval_batch_size, run_dir / "eval")
+            summary["eval"] = _evaluate(task_obj, trainer.module, evals, eval_batch_size, run_dir / "eval")
             _save(trainer.module.model, tok, labels, run_dir / "model", record)
     finally:
         trainer.close()
@@ -382,10 +345,13 @@ def multitask(model_dir: str | Path, datasets: list[str], run_dir: str | Path,
     notes: list[str] = []
     for name in datasets:
         spec = dataset_spec(name)
-        train = read_split(name, "train", data_dir)
-        evals = _eval_splits(name, "dev", data_dir, max_eval, seed)
-        labels = merged_labels(spec.task, [train, *evals.values()])
-        opts, fitted = task_options(spec, (options or {}).get(name), base.config)
+        src = named_splits(name, "dev", data_dir)
+        train = src.splits.pop("train")
+        evals = src.splits
+        for v in evals.values():
+            v.examples = subsample(v.examples, max_eval, seed)
+        labels = src.labels
+        opts, fitted = task_options(spec.options, (options or {}).get(name), base.config, spec.task)
         task = get("task", spec.task)(tok, labels or None, opts)
         parts[name] = (spec, task, subsample(train.examples, max_train, seed), evals, labels)
         notes += [f"{name}: {n}" for n in fitted]
@@ -440,34 +406,101 @@ def multitask(model_dir: str | Path, datasets: list[str], run_dir: str | Path,
 
 # ---------------------------------------------------------------- evaluation
 
-def evaluate_dataset(model_dir: str | Path, dataset: str, split: str = "dev", data_dir: str | Path | None = None,
-                     batch_size: int = 32, report_dir: str | Path | None = None, max_examples: int | None = None,
-                     options: dict | None = None) -> dict:
-    """The task metrics of a fine-tuned model on one split of ``dataset`` (a report is written
-    to ``report_dir`` when given), with the task options it was trained with (``finetune.json``)
-    under ``options``. The model must already have the task's trained head."""
-    spec = dataset_spec(dataset)
+def _eval_data(model_dir, record: dict, dataset, split, data_dir, data_file, task, columns, data) -> tuple:
+    """(name, task, Dataset, trained-with-this-data) for ``evaluate_dataset``."""
+    if data_file is not None:
+        same = "files" in record
+        base = dict(record.get("data") or {}) if same else {}
+        if data:
+            base.update(data)
+        if columns:
+            base["columns"] = {**base.get("columns", {}), **columns}
+        name = task or base.get("task") or _user_task(record.get("task"))
+        if name is None:
+            raise ConfigError("--data FILE needs --task (the model records none)")
+        spec = as_spec(base, task=name)
+        return Path(str(data_file)).stem, spec.registered, read_file(data_file, spec, train=False), same
+    if dataset is not None:
+        spec = dataset_spec(dataset)
+        return dataset, spec.task, read_split(dataset, split, data_dir), record.get("dataset") == dataset \
+            and "files" not in record
+    if "files" in record:  # re-read the files the model was fine-tuned on
+        files = record["files"]
+        if any(str(v).startswith("<") for v in files.values()):
+            raise ConfigError(f"{model_dir} was fine-tuned on in-memory data ({files}); give --data FILE")
+        if split not in ("dev", "test", "train"):
+            raise ConfigError(f"split {split!r}: a model fine-tuned on files has train, dev and test")
+        src = file_splits(files["train"], files.get("dev"), files.get("test"), as_spec(record["data"]),
+                          record.get("dev_fraction") or 0.1)
+        if split not in src.splits:
+            raise ConfigError(f"{model_dir} was fine-tuned without a {split} file; give --data FILE")
+        return record["dataset"], src.task, src.splits[split], True
+    if record.get("dataset"):
+        return _eval_data(model_dir, record, record["dataset"], split, data_dir, None, task, columns, data)
+    raise ConfigError(f"{model_dir} records no data it was fine-tuned on; give --data FILE (with --task) or "
+                      "--dataset NAME")
+
+
+def _user_task(task: str | None) -> str | None:
+    return {"multiple_choice": "multiple-choice"}.get(task, task) if task else None
+
+
+def evaluate_dataset(model_dir: str | Path, dataset: str | None = None, split: str = "dev",
+                     data_dir: str | Path | None = None, batch_size: int = 32, report_dir: str | Path | None = None,
+                     max_examples: int | None = None, options: dict | None = None, *, data_file: Any = None,
+                     task: str | None = None, columns: dict | None = None, data: dict | None = None) -> dict:
+    """The task metrics of a fine-tuned model on ``data_file`` (read like its training files,
+    with ``task`` / ``columns`` / ``data`` over what the model recorded), on one split of
+    the named ``dataset``, or, with neither, on the ``split`` of the files (or set) the model
+    records in ``finetune.json`` -- never on a named set that merely shares their name. A
+    report is written to ``report_dir`` when given; a file without labels gets predictions
+    only. The task options it was trained with apply, under ``options``."""
+    record = _source_record(model_dir)
+    name, task_name, examples, same = _eval_data(model_dir, record, dataset, split, data_dir, data_file, task,
+                                                  columns, data)
     model, tok, labels = load_any(model_dir)
-    data = read_split(dataset, split, data_dir)
-    data.examples = subsample(data.examples, max_examples, 0)
-    task_cls = get("task", spec.task)
+    examples.examples = subsample(examples.examples, max_examples, 0)
+    task_cls = get("task", task_name)
     if task_cls.needs_labels:
         if not labels:
-            labels = data.labels if model.config.num_labels == len(data.labels) else []
+            labels = examples.labels if model.config.num_labels == len(examples.labels) else []
         if not labels:
-            raise ConfigError(f"{model_dir} has no {LABELS} and its head does not fit {dataset}'s "
-                              f"{len(data.labels)} labels; fine-tune it first (sesame finetune)")
-        unknown = sorted({str(x) for x in data.labels} - set(labels))
-        if unknown:
-            raise ConfigError(f"{dataset} {split} has labels {unknown} the model was not trained on ({labels})")
-    record = _source_record(model_dir)
-    trained = record.get("options", {}) if record.get("dataset") == dataset else {}
-    opts, _ = task_options(spec, {**trained, **(options or {})}, model.config)
-    task = task_cls(tok, labels or None, opts)
-    head = model.heads[task.head] if task.head in model.heads else None
-    module = task.wrap(model)
-    if head is None or module.model.heads[task.head] is not head:
-        raise ConfigError(f"{model_dir} has no trained `{task.head}` head for the {spec.task} task of {dataset}; "
-                          f"fine-tune it first: sesame finetune {model_dir} --dataset {dataset}")
-    result = task.evaluate(module, data.examples, batch_size, report_dir=report_dir, name=f"{dataset}-{split}")
-    return {"dataset": dataset, "split": split, "data": data.path, **result}
+            raise ConfigError(f"{model_dir} has no {LABELS} and its head does not fit {name}'s "
+                              f"{len(examples.labels)} labels; fine-tune it first (sesame finetune)")
+        from sesame.tasks.files import check_labels
+
+        check_labels(examples, labels, task_name, split if data_file is None else "eval")
+    trained = record.get("options", {}) if same or data_file is not None else {}
+    defaults = dataset_spec(dataset).options if dataset is not None else {}
+    opts, _ = task_options(defaults, {**trained, **(options or {})}, model.config, task_name)
+    task_obj = task_cls(tok, labels or None, opts)
+    head = model.heads[task_obj.head] if task_obj.head in model.heads else None
+    module = task_obj.wrap(model)
+    if head is None or module.model.heads[task_obj.head] is not head:
+        raise ConfigError(f"{model_dir} has no trained `{task_obj.head}` head for the {task_name} task of {name}; "
+                          f"fine-tune it first: sesame finetune {model_dir} --train FILE --task ...")
+    label = f"{name}-{split}" if data_file is None else name
+    if not examples.labeled:
+        rows = predictions(task_obj, module, examples.examples, batch_size)
+        out = {"dataset": name, "split": split, "data": examples.path, "task": task_name, "examples": len(rows),
+               "metrics": None, "predictions": rows}
+        if report_dir is not None:
+            from sesame.tasks.report import write_report
+
+            out["files"] = write_report(out, report_dir, label)
+        return out
+    result = task_obj.evaluate(module, examples.examples, batch_size, report_dir=report_dir, name=label)
+    return {"dataset": name, "split": split, "data": examples.path, "counts": examples.counts, **result}
+
+
+evaluate = evaluate_dataset
+
+
+class _CallableModule(types.ModuleType):
+    """``sesame.finetune(...)`` calls ``finetune`` while ``sesame.finetune`` stays this module."""
+
+    def __call__(self, *args, **kwargs):
+        return finetune(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,4 +1,5 @@
-"""`sesame finetune MODEL_DIR --dataset NAME`: fine-tune on a labeled set with a transfer strategy."""
+"""`sesame finetune MODEL_DIR --train FILE --task TASK` (a user's files) or `--dataset NAME`
+(a named set): fine-tune with a transfer strategy."""
 from __future__ import annotations
 
 import argparse
@@ -12,13 +13,26 @@ def _epilog() -> str:
 
     rows = [f"  {name:<13} {spec.task:<15} {spec.note}" for name, spec in DATASETS.items()]
     return "\n".join([
-        "data sets (name, task, how the splits were chosen where the shared copy lacks one):", *rows, "",
+        "your files: --train FILE [--dev FILE] [--test FILE] --task TASK, read as CSV (RFC 4180), TSV, JSONL,",
+        "JSON (records; SQuAD layout for qa), CoNLL columns (tagging: -DOCSTART-, blank-line sentences,",
+        "BIO/IOB1/IOBES read as BIO) or Parquet (with pyarrow), by extension or --format. Columns are found by",
+        "common names (text, sentence, label, tokens, tags, question, context, answers, source, target, ...) or",
+        "named with the --*-column options (a name, or a 0-based index with --no-header). Labels come from",
+        "train; without --dev a fixed-seed --dev-fraction of train is held out; a --test file without labels",
+        "gets predictions only (eval/test-predictions.jsonl).", "",
+        "named data sets (presets over the same readers; root: --data-dir, else $SESAME_DATA, else",
+        "../shared/data from the current directory):", *rows, "",
         "strategies: full (default) | frozen (feature-based: heads and mix train) | adapters (bottleneck",
         "adapters + heads + norms train). Combine with --scalar-mix, --transfer-layers, --gradual-unfreeze,",
         "--layer-lr-decay. Defaults: 3 epochs, batch 32, 10% warmup, lr 5e-5 (hidden >= 512), 1e-4 (>= 256),",
         "5e-4 (smaller), 1e-3 for frozen/adapters. The run directory gets config.toml, metrics.jsonl,",
         "eval/ reports, summary.json and model/ (with tokenizer.json and labels.json).", "",
         "examples:",
+        "  sesame finetune runs/bert/model --train reviews.csv --task classification --text-column review \\",
+        "      --label-column stars --out runs/reviews --class-weights balanced",
+        "  sesame finetune runs/bert/model --train ner/train.conll --dev ner/dev.conll --task tagging",
+        "  sesame finetune --init random --preset bert-tiny --tokenizer runs/bert/model/tokenizer.json \\",
+        "      --train reviews.csv --task classification   # the no-pre-training baseline, no model folder",
         "  sesame finetune runs/bert/model --dataset sst2 --out runs/ft-sst2 --set train.steps=500",
         "  sesame finetune runs/bert/model --dataset conll2003 --out runs/ner --strategy adapters --adapter-size 32",
         "  sesame finetune runs/bert/model --dataset sst2 --out runs/elmo --strategy frozen --scalar-mix",
@@ -30,15 +44,22 @@ def _epilog() -> str:
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "finetune", help="fine-tune a model on a labeled data set (full, frozen, adapters, multi-task, ...)",
-        description="Fine-tune MODEL_DIR (a sesame model directory or a Hugging Face one) on a named\n"
-                    "labeled data set, evaluate it on dev (and test when there is one), and save the\n"
-                    "fine-tuned model to OUT/model, ready for `sesame eval --dataset` and sesame.pipeline.",
+        description="Fine-tune MODEL_DIR (a sesame model directory or a Hugging Face one) on your labeled\n"
+                    "files (--train) or a named data set (--dataset), evaluate it on dev (and test when\n"
+                    "there is one), and save the fine-tuned model to OUT/model, ready for `sesame eval`,\n"
+                    "the inference verbs and sesame.pipeline.",
         epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model_dir", help="the pre-trained model: runs/NAME/model, a training checkpoint "
-                   "(runs/NAME/checkpoints/step-N) or a Hugging Face folder")
-    p.add_argument("--dataset", required=True, help="data set to fine-tune on (see the list below)")
-    p.add_argument("--out", help="run directory (default: runs/ft-<dataset>)")
+    p.add_argument("model_dir", nargs="?", help="the pre-trained model: runs/NAME/model, a training checkpoint "
+                   "(runs/NAME/checkpoints/step-N) or a Hugging Face folder (none with --init random)")
+    p.add_argument("--dataset", help="a named data set to fine-tune on (see the list below)")
+    add_file_options(p, train=True)
+    p.add_argument("--out", help="run directory (default: runs/ft-<data set or train file name>)")
+    p.add_argument("--init", choices=["pretrained", "random"], default="pretrained",
+                   help="random: a random init of --preset with --tokenizer, no model directory (the baseline; "
+                        "see also --transfer-layers none)")
+    p.add_argument("--preset", help="with --init random: the model preset (bert-tiny, bert-base, ...)")
+    p.add_argument("--tokenizer", help="with --init random: a tokenizer file or folder (tokenizer.json, vocab.txt)")
     p.add_argument("--config", help="a TOML file with [train], [task] and [strategy] sections")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a train, task or strategy setting, e.g. --set train.steps=500 "
@@ -60,7 +81,7 @@ def add_parser(sub) -> None:
     d.add_argument("--max-train", type=int, help="train on at most N examples (a fixed-seed subset)")
     d.add_argument("--max-eval", type=int, help="evaluate on at most N examples per split")
     d.add_argument("--eval-split", default="dev", help="split evaluated during and after training (default dev)")
-    d.add_argument("--data-dir", help="where the labeled sets live (default: ../shared/data/labeled)")
+    d.add_argument("--data-dir", help="root of the named sets (default: $SESAME_DATA, else ../shared/data)")
     d.add_argument("--then", metavar="DATASET",
                    help="two-stage: fully fine-tune on --dataset first (the intermediate task), then on DATASET "
                         "with the chosen strategy")
@@ -71,6 +92,58 @@ def add_parser(sub) -> None:
     d.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
+
+
+def add_file_options(p, train: bool = False) -> None:
+    """The options that say how to read a user's labeled file (finetune, eval, inference verbs)."""
+    from sesame.tasks.files import TASKS
+    from sesame.tasks.tables import FORMATS
+
+    f = p.add_argument_group("your files (column options take a name, or a 0-based index)")
+    if train:
+        f.add_argument("--train", metavar="FILE", help="training file")
+        f.add_argument("--dev", metavar="FILE", help="dev file (default: --dev-fraction of train)")
+        f.add_argument("--test", metavar="FILE", help="test file (without labels: predictions only)")
+        f.add_argument("--dev-fraction", type=float, default=0.1,
+                       help="without --dev: the fraction of train held out as dev, fixed seed (default 0.1)")
+        f.add_argument("--class-weights", choices=["balanced"], help="weigh the loss by inverse class frequency")
+        f.add_argument("--unk-warn", type=float, default=0.05, metavar="FRACTION",
+                       help="warn when more than this fraction of the tokens are [UNK] (default 0.05)")
+    if not any(a.dest == "task" for a in p._actions):
+        f.add_argument("--task", choices=[k for k in TASKS if "_" not in k], help="what the file is for")
+    f.add_argument("--format", choices=FORMATS, help="file format (default: from the extension)")
+    for role, text in (("text", "the text"), ("text-pair", "the second text of a pair"), ("label", "the label"),
+                       ("tokens", "tagging: the tokens (CoNLL: column index, default 0)"),
+                       ("tags", "tagging: the tags (CoNLL: column index, default -1)"),
+                       ("question", "qa: the question"), ("context", "qa / multiple choice: the context"),
+                       ("answers", "qa: the answers"), ("options", "multiple choice: the options"),
+                       ("source", "seq2seq: the source"), ("target", "seq2seq: the target"), ("id", "example ids")):
+        f.add_argument(f"--{role}-column", metavar="NAME|INDEX", help=text)
+    f.add_argument("--delimiter", help="field delimiter (CSV: ',', TSV: tab; CoNLL: whitespace)")
+    f.add_argument("--no-header", action="store_true", help="the file has no header row (columns by index)")
+    f.add_argument("--strict", action="store_true", help="refuse invalid UTF-8 instead of replacing it (counted)")
+
+
+def file_args(args) -> tuple[dict, dict]:
+    """(columns, data) from the file options."""
+    roles = ("text", "text_pair", "label", "tokens", "tags", "question", "context", "answers", "options",
+             "source", "target", "id")
+    columns = {r: _index(getattr(args, f"{r}_column")) for r in roles if getattr(args, f"{r}_column", None)}
+    if "options" in columns and isinstance(columns["options"], str) and "," in columns["options"]:
+        columns["options"] = [_index(c) for c in columns["options"].split(",")]
+    data = {"format": args.format, "delimiter": _delimiter(args.delimiter), "header": not args.no_header or None,
+            "strict": args.strict or None}
+    if args.no_header:
+        data["header"] = False
+    return columns, {k: v for k, v in data.items() if v is not None}
+
+
+def _index(value: str):
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+def _delimiter(value: str | None) -> str | None:
+    return {"\\t": "\t", "tab": "\t"}.get(value, value) if value is not None else None
 
 
 def settings(args) -> dict[str, dict]:
@@ -107,9 +180,18 @@ def run(args) -> int:
 
     if args.then and args.also:
         raise ConfigError("give --then (two-stage) or --also (multi-task), not both")
+    if bool(args.dataset) == bool(args.train):
+        raise ConfigError("give your training file (--train FILE --task TASK) or a named set (--dataset NAME)")
+    if args.train and (args.then or args.also):
+        raise ConfigError("--then / --also combine named data sets; with --train fine-tune one file at a time")
+    if args.init == "pretrained" and not args.model_dir:
+        raise ConfigError("give MODEL_DIR, or --init random --preset NAME --tokenizer FILE")
+    if args.init == "random" and args.model_dir:
+        raise ConfigError("--init random builds the model from --preset; drop MODEL_DIR")
     s = settings(args)
     strategy = StrategyConfig.from_dict(s["strategy"])
-    out = Path(args.out or Path("runs") / f"ft-{args.dataset}")
+    name = args.dataset or Path(args.train).stem
+    out = Path(args.out or Path("runs") / f"ft-{name}")
     common = dict(progress=not args.no_progress, data_dir=args.data_dir, max_eval=args.max_eval, resume=args.resume)
     if args.also:
         summary = ft.multitask(args.model_dir, [args.dataset, *args.also], out, s["train"], strategy,
@@ -122,13 +204,21 @@ def run(args) -> int:
         results = {f"stage1 {args.dataset}": summary["stage1"]["eval"],
                    f"stage2 {args.then}": summary["stage2"]["eval"]}
     else:
+        columns, data = file_args(args)
+        files = dict(train=args.train, dev=args.dev, test=args.test, task=args.task, columns=columns, data=data,
+                     dev_fraction=args.dev_fraction, class_weights=args.class_weights) if args.train else {}
         summary = ft.finetune(args.model_dir, args.dataset, out, s["train"], s["task"], strategy, args.max_train,
-                              args.eval_split, **common)
-        results = {args.dataset: summary["eval"]}
+                              args.eval_split, init=args.init, preset=args.preset, tokenizer=args.tokenizer,
+                              unk_threshold=args.unk_warn, **files, **common)
+        results = {name: summary["eval"]}
     t = summary.get("trainable") or summary["stage2"]["trainable"]
     print(f"trainable parameters: {t['trainable']:,} of {t['total']:,} ({t['fraction']:.2%})")
     for name, splits in results.items():
         for split, r in splits.items():
-            print(f"{name} {split} ({r['examples']} examples): {json.dumps(r['metrics'])}")
+            if r["metrics"] is None:
+                print(f"{name} {split} ({r['examples']} examples, no labels): predictions in "
+                      f"{r['files']['predictions']}")
+            else:
+                print(f"{name} {split} ({r['examples']} examples): {json.dumps(r['metrics'])}")
     print(f"model: {summary.get('model_dir') or out / 'models'}; summary: {out / 'summary.json'}")
     return 0

@@ -208,3 +208,16 @@ def _same_shapes(a: nn.Module, b: nn.Module) -> bool:
     sa = {k: v.shape for k, v in a.state_dict().items()}
     sb = {k: v.shape for k, v in b.state_dict().items()}
     return sa == sb
+
+
+def unk_rate(tokenizer, texts: Sequence[str], limit: int = 2000) -> float:
+    """The fraction of the tokens of (the first ``limit`` of) ``texts`` that are the unknown token."""
+    unk = tokenizer.unk_id
+    if unk is None:
+        return 0.0
+    total = hits = 0
+    for text in list(texts)[:limit]:
+        ids = tokenizer.encode(text).ids
+        total += len(ids)
+        hits += sum(i == unk for i in ids)
+    return hits / total if total else 0.0

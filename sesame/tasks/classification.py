@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from sesame.config.registry import register
-from sesame.errors import DataError
+from sesame.errors import ConfigError, DataError
 from sesame.task import TaskOutput
 from sesame.tasks import metrics
 from sesame.tasks.base import (IGNORE, FinetuneTask, TaskModule, TaskOptions, device_of, inference, pad,
@@ -27,9 +27,17 @@ from sesame.tasks.examples import TextExample
 @dataclasses.dataclass
 class ClassificationOptions(TaskOptions):
     max_length: int = 128
+    class_weights: list[float] = dataclasses.field(default_factory=list)  # per label; [] = unweighted
+
+    def validate(self) -> None:
+        super().validate()
+        if any(w < 0 for w in self.class_weights):
+            raise ConfigError("task option class_weights must not be negative")
 
 
 class ClassificationModule(TaskModule):
+    weights: torch.Tensor | None = None  # class weights of the loss (set by the task)
+
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.encode(batch).logits["classify"]
 
@@ -40,7 +48,8 @@ class ClassificationModule(TaskModule):
         count = int(keep.sum())
         if not count:
             return TaskOutput(zero_loss(logits), 0, {})
-        loss = F.cross_entropy(logits[keep].float(), labels[keep], reduction="sum")
+        weight = None if self.weights is None else self.weights.to(logits.device)
+        loss = F.cross_entropy(logits[keep].float(), labels[keep], weight=weight, reduction="sum")
         correct = (logits[keep].argmax(-1) == labels[keep]).sum().item()
         return TaskOutput(loss, count, {"accuracy": (correct, count)})
 
@@ -53,6 +62,20 @@ class Classification(FinetuneTask):
     Options = ClassificationOptions
     module_class = ClassificationModule
     needs_labels = True
+
+    def _weighted(self, module: ClassificationModule) -> ClassificationModule:
+        if self.opts.class_weights:
+            if len(self.opts.class_weights) != len(self.labels):
+                raise ConfigError(f"task option class_weights has {len(self.opts.class_weights)} values for "
+                                  f"{len(self.labels)} labels")
+            module.weights = torch.tensor(self.opts.class_weights, dtype=torch.float32)
+        return module
+
+    def build(self, model_config):
+        return self._weighted(super().build(model_config))
+
+    def wrap(self, model):
+        return self._weighted(super().wrap(model))
 
     def features(self, examples: Sequence[TextExample]) -> list[dict]:
         out = []

@@ -70,12 +70,15 @@ class PairExample:
 class Dataset:
     """What a reader returns. ``labels`` is the label list (class names or tags; empty
     for QA, multiple choice and seq2seq); ``counts`` records every decision taken on
-    the input (skipped empty lines, converted tags, relocated answers, ...)."""
+    the input (skipped empty lines, converted tags, relocated answers, ...); ``where``
+    names each example's file and line for messages."""
 
     examples: list[Any]
     labels: list[str]
     path: str
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    where: list[str] = dataclasses.field(default_factory=list)  # file:line of each example (files.py)
+    labeled: bool = True  # False: the file had no label column (predictions only)
 
     def __len__(self) -> int:
         return len(self.examples)
