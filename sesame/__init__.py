@@ -5,11 +5,11 @@ __version__ = "0.1.0"
 __all__ = ["SesameError", "__version__"]
 
 
-def pipeline(task: str, model_dir, weights: str = "fp32"):
-    """``sesame.pipeline("fill-mask", "runs/demo/model")``: see ``sesame.pipelines``."""
+def pipeline(task: str, model_dir, weights: str = "fp32", device: str = "cpu", truncation: str = "head"):
+    """``sesame.pipeline("fill-mask", "runs/demo/model", device="auto")``: see ``sesame.pipelines``."""
     from sesame.pipelines import pipeline as _pipeline
 
-    return _pipeline(task, model_dir, weights)
+    return _pipeline(task, model_dir, weights, device, truncation)
 
 
 def __getattr__(name: str):

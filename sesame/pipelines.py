@@ -4,9 +4,17 @@
 run's ``model/``) or a Hugging Face directory (``config.json`` +
 safetensors), converted in memory. The tokenizer comes from the same folder.
 Fine-tuned classifiers and taggers keep their label names in ``labels.json``
-(HF directories: ``id2label`` in ``config.json``)."""
+(HF directories: ``id2label`` in ``config.json``).
+
+One long-input policy everywhere: an input longer than the model takes (its position
+table, or the ``max_length`` it was fine-tuned with, from ``finetune.json``) is cut by
+``truncation`` (``head``, the default everywhere; ``tail``; ``head+tail``), and each
+pipeline counts what it cut in ``pipe.truncated``. ``feature-extraction`` can instead
+embed every window of a long text and average them (``truncation="window"``). ``device``:
+``cpu``, ``cuda`` or ``auto`` (CUDA when there is one)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -57,27 +65,72 @@ def load_any(model_dir: str | Path, weights: str = "fp32") -> tuple[Model, Token
     return model, tokenizer, labels
 
 
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto``: CUDA when available, else the CPU; asking for CUDA without it is an error."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but this machine has no CUDA device (torch "
+                          f"{torch.__version__}); use device='cpu' or 'auto'")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ConfigError(f"device must be cpu, cuda or auto, got {name!r}")
+    return torch.device(name)
+
+
+def check_texts(texts: Sequence, task: str) -> None:
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise SesameError(f"{task}: input {i + 1} is empty or not text ({text!r}); give non-empty texts")
+
+
+def default_length(model: Model, record: dict | None = None) -> int:
+    """The longest input a model takes: its fine-tuned max_length, else its position table (at most 512)."""
+    options = (record or {}).get("options") or {}
+    if options.get("max_length"):
+        return int(options["max_length"])
+    return min(model.config.max_positions, 512) if model.config.position == "learned" else 512
+
+
 class Pipeline:
     task = ""
 
-    def __init__(self, model: Model, tokenizer: Tokenizer, labels: Sequence[str] = ()):
+    def __init__(self, model: Model, tokenizer: Tokenizer, labels: Sequence[str] = (), record: dict | None = None,
+                 truncation: str = "head"):
+        from sesame.tasks.base import TRUNCATION
+
+        if truncation not in TRUNCATION + (("window",) if self.task == "feature-extraction" else ()):
+            raise ConfigError(f"{self.task}: truncation must be one of {', '.join(TRUNCATION)}"
+                              f"{' or window' if self.task == 'feature-extraction' else ''}, got {truncation!r}")
         self.model, self.tokenizer, self.labels = model, tokenizer, list(labels)
+        self.record, self.truncation = dict(record or {}), truncation
+        self.max_length = default_length(model, record)
+        self.truncated = 0  # inputs cut to max_length so far
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """[CLS] text [SEP] rows, right-padded, truncated to the position table."""
-        limit = self.model.config.max_positions
+        """[CLS] text [SEP] rows, right-padded, cut to ``max_length`` by the truncation policy."""
+        from sesame.tasks.base import cut
+
+        check_texts(texts, self.task)
         rows = []
         for text in texts:
-            if not isinstance(text, str) or not text.strip():
-                raise SesameError(f"{self.task}: got an empty or non-text input {text!r}")
-            ids, _ = self.tokenizer.build_inputs(self.tokenizer.encode(text).ids)
-            if len(ids) > limit:
-                raise SesameError(f"{self.task}: a text of {len(ids)} tokens is longer than the model's {limit}")
-            rows.append(ids)
+            body = self.tokenizer.encode(text).ids
+            extra = len(self.tokenizer.build_inputs([])[0])
+            if len(body) + extra > self.max_length:
+                self.truncated += 1
+                body = cut(body, self.max_length - extra, self.truncation)
+            rows.append(self.tokenizer.build_inputs(body)[0])
+        return self.pad(rows)
+
+    def pad(self, rows: list[list[int]]) -> dict[str, torch.Tensor]:
         width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_id or 0
-        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
         return {"input_ids": ids, "attention_mask": mask}
 
 
@@ -91,6 +144,9 @@ class FillMask(Pipeline):
     def __call__(self, texts: str | Sequence[str], top_k: int = 5) -> list:
         """For each text, for each mask: the ``top_k`` fillers with probabilities."""
         texts, single = _listify(texts)
+        vocab = self.tokenizer.vocab_size
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= vocab:
+            raise ConfigError(f"fill-mask: top_k must be between 1 and the vocabulary size {vocab}, got {top_k!r}")
         if "mlm" not in self.model.heads:
             raise ConfigError("fill-mask needs a model with an `mlm` head (a pre-trained masked LM)")
         mask_token = self.tokenizer.id_to_token(self.tokenizer.mask_id) if self.tokenizer.mask_id is not None else None
@@ -107,7 +163,7 @@ class FillMask(Pipeline):
             per_mask = []
             for pos in masked[row].nonzero().flatten().tolist():
                 probs = logits[row, pos].float().softmax(-1)
-                top = probs.topk(top_k)
+                top = probs.topk(min(top_k, probs.numel()))
                 per_mask.append([{"token": self.tokenizer.id_to_token(i), "id": i, "score": p}
                                  for p, i in zip(top.values.tolist(), top.indices.tolist())])
             results.append(per_mask[0] if len(per_mask) == 1 else per_mask)
@@ -122,17 +178,37 @@ class FeatureExtraction(Pipeline):
         texts, single = _listify(texts)
         if pooling not in ("mean", "cls"):
             raise ConfigError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
-        batch = self.encode(texts)
-        with torch.no_grad():
-            hidden = self.model(batch["input_ids"], batch["attention_mask"]).hidden.float()
-        if pooling == "cls":
-            out = hidden[:, 0]
+        if self.truncation == "window":
+            out = torch.stack([self._windowed(t, pooling) for t in texts])
         else:
-            mask = batch["attention_mask"][..., None].float()
-            out = (hidden * mask).sum(1) / mask.sum(1)
+            out = self._pool(self.encode(texts), pooling)
         if normalize:
             out = torch.nn.functional.normalize(out, dim=-1)
         return out[0] if single else out
+
+    def _pool(self, batch, pooling: str) -> torch.Tensor:
+        with torch.no_grad():
+            hidden = self.model(batch["input_ids"], batch["attention_mask"]).hidden.float()
+        if pooling == "cls":
+            return hidden[:, 0].cpu()
+        mask = batch["attention_mask"][..., None].float()
+        return ((hidden * mask).sum(1) / mask.sum(1)).cpu()
+
+    def _windowed(self, text: str, pooling: str) -> torch.Tensor:
+        """A long text as the token-weighted mean of its windows' vectors (windows overlap by half)."""
+        check_texts([text], self.task)
+        ids = self.tokenizer.encode(text).ids
+        room = self.max_length - len(self.tokenizer.build_inputs([])[0])
+        step = max(room // 2, 1)
+        starts = list(range(0, max(len(ids) - room, 0) + 1, step))
+        if starts[-1] + room < len(ids):
+            starts.append(len(ids) - room)
+        if len(starts) > 1:
+            self.truncated += 1  # counted as a long input (read in windows, not cut)
+        rows = [self.tokenizer.build_inputs(ids[s:s + room])[0] for s in starts]
+        vecs = self._pool(self.pad(rows), pooling)
+        weights = torch.tensor([float(len(r)) for r in rows])
+        return (vecs * weights[:, None]).sum(0) / weights.sum()
 
 
 class TextGeneration(Pipeline):
@@ -140,17 +216,28 @@ class TextGeneration(Pipeline):
 
     def __call__(self, prompts: str | Sequence[str], **options) -> list[str] | str:
         prompts, single = _listify(prompts)
+        check_texts(prompts, self.task)
         tok = self.tokenizer
         stops = [i for i in (tok.eos_id,) if i is not None]
         options.setdefault("stop_ids", stops)
         config = GenerateConfig().replace(**options)
+        if config.strategy == "beam" and config.num_beams < 1:
+            raise ConfigError(f"text-generation: beam search needs num_beams >= 1, got {config.num_beams}")
+        if config.top_k < 0:
+            raise ConfigError(f"text-generation: top_k must be 0 (off) or positive, got {config.top_k}")
         rows = [tok.encode(p).ids for p in prompts]
         if any(not r for r in rows):
             raise SesameError("text-generation: a prompt encodes to no tokens")
+        limit = self.model.config.max_positions
+        longest = max(len(r) for r in rows)
+        if self.model.config.position == "learned" and longest + config.max_new_tokens > limit:
+            raise ConfigError(f"text-generation: a prompt of {longest} tokens + max_new_tokens "
+                              f"{config.max_new_tokens} = {longest + config.max_new_tokens} is more than the model's "
+                              f"{limit} positions; shorten the prompt or lower max_new_tokens")
         width = max(len(r) for r in rows)
         pad = tok.pad_id if tok.pad_id is not None else (stops[0] if stops else 0)
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])  # left padding
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)  # left padding
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
         out = generate(self.model, ids, mask, config, pad_id=pad)
         texts = [tok.decode([t for t in new if t not in stops]) for new in out.new_tokens]
         return texts[0] if single else texts
@@ -161,14 +248,27 @@ class _TaskPipeline(Pipeline):
 
     task_name = ""
 
-    def __init__(self, model, tokenizer, labels=()):
-        super().__init__(model, tokenizer, labels)
+    def __init__(self, model, tokenizer, labels=(), record=None, truncation: str = "head"):
+        super().__init__(model, tokenizer, labels, record, truncation)
         from sesame.config import get
 
         if self.needs_labels and not self.labels:
             self.labels = [f"LABEL_{i}" for i in range(model.config.num_labels)]
-        self.runner = get("task", self.task_name)(tokenizer, self.labels or None)
+        cls = get("task", self.task_name)
+        options = {k: v for k, v in (self.record.get("options") or {}).items()
+                   if k in {f.name for f in dataclasses.fields(cls.Options)} and k != "class_weights"}
+        options["max_length"] = self.max_length
+        if self.task_name == "classification":
+            options["truncation"] = truncation
+        self.runner = cls(tokenizer, self.labels or None, options)
         self.module = self.runner.wrap(model)
+
+    def count_long(self, texts) -> None:
+        """Count the inputs longer than ``max_length`` (the task cuts them by its policy)."""
+        room = self.max_length - len(self.tokenizer.build_inputs([])[0])
+        for t in texts:
+            n = sum(len(self.tokenizer.encode(x).ids) for x in (t if isinstance(t, (tuple, list)) else [t]))
+            self.truncated += n > room
 
     needs_labels = True
 
@@ -181,6 +281,8 @@ class TextClassification(_TaskPipeline):
         from sesame.tasks import TextExample
 
         texts, single = _listify(texts)
+        check_texts([x for t in texts for x in (t if isinstance(t, (tuple, list)) else [t])], self.task)
+        self.count_long(texts)
         examples = [TextExample(*t) if isinstance(t, (tuple, list)) else TextExample(t) for t in texts]
         probs = self.runner.predict(self.module, examples).softmax(-1)
         out = []
@@ -191,10 +293,32 @@ class TextClassification(_TaskPipeline):
         return out[0] if single else out
 
 
-def split_words(text: str) -> list[tuple[str, int, int]]:
-    """Words with character spans: CJK characters one by one, other runs by spaces/punctuation."""
-    return [(m.group(), m.start(), m.end())
-            for m in re.finditer(r"[\u3400-\u9fff\uf900-\ufaff]|[^\s\u3400-\u9fff\uf900-\ufaff]+", text)]
+_WORDS = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W\u3400-\u9fff\uf900-\ufaff]+|[^\w\s]")
+
+
+def split_words(text: str, tokenizer: Tokenizer | None = None) -> list[tuple[str, int, int]]:
+    """Words with character spans, as the tokenizer's pre-tokenizer splits them (the words
+    data preparation records: BERT's splits punctuation off, ``"(Reuters)"`` -> ``(``,
+    ``Reuters``, ``)``; CJK characters one by one). Without a tokenizer: CJK characters, runs
+    of letters and digits, and each punctuation mark."""
+    if tokenizer is None:
+        return [(m.group(), m.start(), m.end()) for m in _WORDS.finditer(text)]
+    enc = tokenizer.encode(text)
+    spans: list[list[int]] = []
+    for (s, e), start, special in zip(enc.offsets, enc.word_starts, enc.special):
+        if e <= s:
+            continue
+        if start or not spans:
+            spans.append([s, e])
+        else:
+            spans[-1][1] = max(spans[-1][1], e)
+    out = []
+    for s, e in spans:
+        while s < e and text[s].isspace():  # byte-level BPE words carry their leading space
+            s += 1
+        if s < e:
+            out.append((text[s:e], s, e))
+    return out
 
 
 class TokenClassification(_TaskPipeline):
@@ -206,7 +330,8 @@ class TokenClassification(_TaskPipeline):
         from sesame.tasks.metrics import chunks
 
         texts, single = _listify(texts)
-        words = [split_words(t) for t in texts]
+        check_texts(texts, self.task)
+        words = [split_words(t, self.tokenizer) for t in texts]
         tags, _ = self.runner.predict(self.module, [TagExample([w for w, _, _ in ws]) for ws in words])
         out = []
         for text, ws, row in zip(texts, words, tags):
@@ -227,6 +352,7 @@ class QuestionAnswering(_TaskPipeline):
         from sesame.tasks import QAExample
 
         items = [{"question": question, "context": context}] if isinstance(question, str) else list(question)
+        check_texts([x for it in items for x in (it["question"], it["context"])], self.task)
         examples = [QAExample(str(i), it["question"], it["context"]) for i, it in enumerate(items)]
         answers = self.runner.predict(self.module, examples)
         out = [answers[ex.id] for ex in examples]
@@ -241,6 +367,8 @@ class Translation(_TaskPipeline):
         from sesame.tasks import PairExample
 
         texts, single = _listify(texts)
+        check_texts(texts, self.task)
+        self.count_long(texts)
         out = self.runner.predict(self.module, [PairExample(t) for t in texts])
         return out[0] if single else out
 
@@ -249,10 +377,15 @@ PIPELINES = {cls.task: cls for cls in (FillMask, FeatureExtraction, TextGenerati
                                        TokenClassification, QuestionAnswering, Translation)}
 
 
-def pipeline(task: str, model_dir: str | Path, weights: str = "fp32") -> Any:
+def pipeline(task: str, model_dir: str | Path, weights: str = "fp32", device: str = "cpu",
+             truncation: str = "head") -> Any:
     """A callable for ``task`` over the model in ``model_dir``; ``weights = "bf16"`` or
-    ``"int8"`` trades a little precision for speed (decoding on a CPU is 2-4x faster)."""
+    ``"int8"`` trades a little precision for speed (decoding on a CPU is 2-4x faster);
+    ``device``: cpu, cuda or auto; ``truncation``: the long-input policy (see above)."""
     if task not in PIPELINES:
         raise ConfigError(f"unknown pipeline {task!r}{closest(task, PIPELINES)}; pipelines: {', '.join(PIPELINES)}")
+    where = resolve_device(device)
     model, tokenizer, labels = load_any(model_dir, weights)
-    return PIPELINES[task](model, tokenizer, labels)
+    record_path = Path(model_dir) / "finetune.json"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    return PIPELINES[task](model.to(where), tokenizer, labels, record, truncation)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import sesame.models.task_heads  # noqa: F401  (registers the tag/span/choice heads)
-from sesame.config.base import Section
+from sesame.config.base import Section, choice
 from sesame.config.model import ModelConfig
 from sesame.errors import ConfigError
 from sesame.models import Model, build_model
@@ -29,15 +29,36 @@ from sesame.task import Task
 IGNORE = -100
 
 
+TRUNCATION = ("head", "tail", "head+tail")  # the long-input policy of every task and verb; head is the default
+
+
 @dataclasses.dataclass
 class TaskOptions(Section):
     """Options every task has."""
 
     max_length: int = 128  # tokens per sequence, special tokens included
+    truncation: str = "head"  # a longer input keeps its head, its tail, or both (a quarter head, the rest tail)
 
     def validate(self) -> None:
         if self.max_length < 4:
             raise ConfigError("task option max_length must be at least 4")
+        choice("task.truncation", self.truncation, TRUNCATION)
+
+
+def cut(ids: list[int], budget: int, policy: str = "head") -> list[int]:
+    """``ids`` shortened to ``budget`` by ``policy`` (head, tail, head+tail: Sun et al. 2019 keep
+    the first quarter and the last three quarters)."""
+    ids = list(ids)
+    if len(ids) <= budget:
+        return ids
+    if budget <= 0:
+        return []
+    if policy == "tail":
+        return ids[-budget:]
+    if policy == "head+tail":
+        head = budget // 4
+        return ids[:head] + ids[len(ids) - (budget - head):]
+    return ids[:budget]
 
 
 def pad(rows: Sequence[Sequence[int]], value: int, width: int | None = None) -> torch.Tensor:
@@ -49,14 +70,19 @@ def pad(rows: Sequence[Sequence[int]], value: int, width: int | None = None) -> 
     return torch.from_numpy(out)
 
 
-def truncate_pair(a: list[int], b: list[int] | None, budget: int) -> tuple[list[int], list[int] | None]:
-    """Longest-first truncation of one or two id lists to ``budget`` tokens in total."""
+def truncate_pair(a: list[int], b: list[int] | None, budget: int, policy: str = "head"
+                  ) -> tuple[list[int], list[int] | None]:
+    """Truncation of one or two id lists to ``budget`` tokens in total: a pair loses tokens
+    from its longer side first; each side is then cut by ``policy`` (see ``cut``)."""
     if b is None:
-        return a[:budget], None
-    a, b = list(a), list(b)
-    while len(a) + len(b) > budget:
-        (a if len(a) >= len(b) else b).pop()
-    return a, b
+        return cut(a, budget, policy), None
+    la, lb = len(a), len(b)
+    while la + lb > budget:
+        if la >= lb:
+            la -= 1
+        else:
+            lb -= 1
+    return cut(a, la, policy), cut(b, lb, policy)
 
 
 def device_of(module: nn.Module) -> torch.device:
@@ -81,6 +107,7 @@ class FinetuneTask(Task):
     Options: type[TaskOptions] = TaskOptions
     module_class: type[nn.Module] = nn.Module
     needs_labels = False
+    truncations: tuple[str, ...] = ("head",)  # the long-input policies this task honours
 
     def __init__(self, tokenizer, labels: Sequence[str] | None = None, options: dict | None = None):
         if tokenizer is None:
@@ -91,6 +118,10 @@ class FinetuneTask(Task):
         self.labels = list(labels or [])
         self.label_ids = {label: i for i, label in enumerate(self.labels)}
         self.opts = self.Options.from_dict(dict(options or {}), f"task.options ({self.name})")
+        if self.opts.truncation not in self.truncations:
+            raise ConfigError(f"the {self.name} task keeps the head of a long input (truncation = 'head'"
+                              f"{'; QA reads long contexts in windows' if self.name == 'qa' else ''}), "
+                              f"not {self.opts.truncation!r}")
         self.pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
 
     # ---- the Task seam --------------------------------------------------------

@@ -19,7 +19,7 @@ from sesame.config.registry import register
 from sesame.errors import ConfigError, DataError
 from sesame.task import TaskOutput
 from sesame.tasks import metrics
-from sesame.tasks.base import (IGNORE, FinetuneTask, TaskModule, TaskOptions, device_of, inference, pad,
+from sesame.tasks.base import (IGNORE, TRUNCATION, FinetuneTask, TaskModule, TaskOptions, device_of, inference, pad,
                                to_device, truncate_pair, zero_loss)
 from sesame.tasks.examples import TextExample
 
@@ -62,6 +62,7 @@ class Classification(FinetuneTask):
     Options = ClassificationOptions
     module_class = ClassificationModule
     needs_labels = True
+    truncations = TRUNCATION
 
     def _weighted(self, module: ClassificationModule) -> ClassificationModule:
         if self.opts.class_weights:
@@ -82,7 +83,7 @@ class Classification(FinetuneTask):
         for ex in examples:
             a = self.tokenizer.encode(ex.text).ids
             b = self.tokenizer.encode(ex.text_b).ids if ex.text_b is not None else None
-            a, b = truncate_pair(a, b, self.opts.max_length - (3 if b is not None else 2))
+            a, b = truncate_pair(a, b, self.opts.max_length - (3 if b is not None else 2), self.opts.truncation)
             ids, types = self.tokenizer.build_inputs(a, b)
             out.append({"input_ids": ids, "token_type_ids": types, "label": self._label(ex)})
         return out

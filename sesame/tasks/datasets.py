@@ -252,7 +252,7 @@ def file_splits(train, dev=None, test=None, spec=None, dev_fraction: float = 0.1
     labels = list(spec.labels) if spec.labels else splits["train"].labels
     for name, part in splits.items():
         check_labels(part, labels, task, name)
-    record = {"files": {k: str(v) if isinstance(v, (str, Path)) else f"<{type(v).__name__}>"
+    record = {"files": {k: str(Path(v).resolve()) if isinstance(v, (str, Path)) else f"<{type(v).__name__}>"
                         for k, v in (("train", train), ("dev", dev), ("test", test)) if v is not None},
               "data": spec.to_dict(), "dev_fraction": dev_fraction if dev is None else None}
     name = Path(str(train)).stem if isinstance(train, (str, Path)) else type(train).__name__
