@@ -113,6 +113,15 @@ def _source_record(model_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _toml_safe(value):
+    """``value`` without the ``None``s TOML cannot hold."""
+    if isinstance(value, dict):
+        return {k: _toml_safe(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_toml_safe(v) for v in value if v is not None]
+    return value
+
+
 def _save(model, tok, labels: list[str], out: Path, record: dict) -> Path:
     extra = {TOKENIZER: tok.to_json(), LABELS: json.dumps(labels, ensure_ascii=False),
              RECORD: json.dumps(record, indent=2, ensure_ascii=False, default=str)}
@@ -177,8 +186,9 @@ def _evaluate(task, module, splits: dict[str, Dataset], batch_size: int, report_
     return out
 
 
-def random_model(preset: str, tokenizer: str | Path):
-    """A randomly initialised model of ``preset`` sized to ``tokenizer`` (a file or folder)."""
+def random_model(preset: str, tokenizer: str | Path, seed: int = 0):
+    """A randomly initialised model of ``preset`` sized to ``tokenizer`` (a file or folder), drawn
+    with ``seed``."""
     from sesame.config.run import load_config
     from sesame.tokenize import load_tokenizer
 
@@ -186,6 +196,7 @@ def random_model(preset: str, tokenizer: str | Path):
         raise ConfigError("init = 'random' needs a preset (--preset NAME) and a tokenizer (--tokenizer FILE)")
     tok = load_tokenizer(tokenizer)
     cfg = load_config(preset).model.replace(vocab_size=tok.vocab_size)
+    torch.manual_seed(seed)
     return build_model(cfg), tok, []
 
 
@@ -231,7 +242,7 @@ def finetune(model_dir: str | Path | None, dataset: str | None = None, run_dir: 
     eval_key = eval_split if dataset is not None else "dev"
     run_dir = Path(run_dir if run_dir is not None else Path("runs") / f"ft-{src.name}")
     if init == "random":
-        model, tok, old_labels = random_model(preset, tokenizer)
+        model, tok, old_labels = random_model(preset, tokenizer, seed)
         source_model = f"random init of preset {preset} (tokenizer {tokenizer})"
     elif init == "pretrained":
         if model_dir is None:
@@ -282,7 +293,7 @@ def finetune(model_dir: str | Path | None, dataset: str | None = None, run_dir: 
         eval_source = ArraySource([{"examples": ex} for ex in dev_examples], size, seed=cfg.seed, shuffle=False)
     record = {"dataset": src.name, **src.record, "task": src.task, "labels": labels, "source_model": source_model,
               "options": task_obj.opts.to_dict(), "strategy": strategy.to_dict()}
-    config = {"finetune": {k: v for k, v in record.items() if k != "labels"}, "train": cfg.to_dict(),
+    config = {"finetune": _toml_safe({k: v for k, v in record.items() if k != "labels"}), "train": cfg.to_dict(),
               "model": model.config.to_dict()}
     trainer = Trainer(task_obj, model.config, cfg, source, run_dir, eval_source, module, config=config,
                       progress=progress, on_step=plan.on_step)

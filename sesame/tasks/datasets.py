@@ -15,6 +15,7 @@ splits are drawn with a fixed seed, by document where examples share one (C3).""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from pathlib import Path
 from typing import Callable
@@ -142,7 +143,8 @@ DATASETS = _registry()
 
 def dataset_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
-        hint = closest(name, DATASETS)
+        match = difflib.get_close_matches(name, list(DATASETS), n=1, cutoff=0.75)
+        hint = f" (did you mean `{match[0]}`?)" if match else ""
         if not hint:
             hint = (f"; for your own files use --train FILE [--dev FILE] --task TASK (sesame finetune), "
                     f"--data FILE (sesame eval)")
@@ -209,8 +211,7 @@ class Splits:
 
 
 def _is_dict_of_splits(obj) -> bool:
-    return hasattr(obj, "keys") and not hasattr(obj, "columns") and not hasattr(obj, "column_names") and \
-        not isinstance(obj, (str, Path))
+    return isinstance(obj, dict)  # a datasets.DatasetDict is a dict of splits
 
 
 def file_splits(train, dev=None, test=None, spec=None, dev_fraction: float = 0.1, seed: int = 0) -> Splits:
