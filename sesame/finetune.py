@@ -496,9 +496,10 @@ def evaluate_dataset(model_dir: str | Path, dataset: str | None = None, split: s
         out = {"dataset": name, "split": split, "data": examples.path, "task": task_name, "examples": len(rows),
                "metrics": None, "predictions": rows}
         if report_dir is not None:
-            from sesame.tasks.report import write_report
-
-            out["files"] = write_report(out, report_dir, label)
+            path = Path(report_dir) / f"{label}-predictions.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+            out["files"] = {"predictions": str(path)}
         return out
     result = task_obj.evaluate(module, examples.examples, batch_size, report_dir=report_dir, name=label)
     return {"dataset": name, "split": split, "data": examples.path, "counts": examples.counts, **result}

@@ -112,16 +112,26 @@ def as_spec(spec: FileSpec | dict | None = None, **kw) -> FileSpec:
 # ---------------------------------------------------------------- columns
 
 
-class _Row:
-    """Column lookup for one table: roles to indices, with errors that list the columns."""
+LABEL_ROLES = ("label", "tags", "answers", "target")
 
-    def __init__(self, table: tables.Table, spec: FileSpec):
-        self.table, self.spec = table, spec
+
+class _Row:
+    """Column lookup for one table: roles to indices, with errors that list the columns. In a
+    dev/test file (``train=False``) a label column that is not there means: no labels."""
+
+    def __init__(self, table: tables.Table, spec: FileSpec, train: bool = True):
+        self.table, self.spec, self.train = table, spec, train
         self.positional = POSITIONAL.get(spec.registered, {}) if not table.header else {}
 
     def index(self, role: str, required: bool = True) -> int | None:
         given = getattr(self.spec.columns, role)
         cols = self.table.columns
+        if role in LABEL_ROLES and not self.train and given is not None:
+            if isinstance(given, int) or (isinstance(given, str) and given.lstrip("-").isdigit()):
+                if not -len(cols) <= int(given) < len(cols):
+                    return None
+            elif given not in cols and str(given).lower() not in [c.lower() for c in cols]:
+                return None
         if given is None:
             if role in self.positional and self.positional[role] < len(cols):
                 return self.positional[role]
@@ -210,8 +220,8 @@ def tag_list(kinds) -> list[str]:
 # ---------------------------------------------------------------- examples per task
 
 
-def _classification(table, spec, counts, pair: bool):
-    row = _Row(table, spec)
+def _classification(table, spec, counts, pair: bool, train: bool = True):
+    row = _Row(table, spec, train)
     t = row.index("text")
     p = row.index("text_pair", required=pair or spec.task == "pair-classification")
     if p == t:
@@ -236,8 +246,8 @@ def _classification(table, spec, counts, pair: bool):
     return out, where, lab is not None
 
 
-def _tagging_table(table, spec, counts):
-    row = _Row(table, spec)
+def _tagging_table(table, spec, counts, train: bool = True):
+    row = _Row(table, spec, train)
     w = row.index("tokens")
     g = row.index("tags", required=spec.columns.tags is not None)
     if g == w:
@@ -343,8 +353,8 @@ def _squad(data, path, counts):
     return out, where, True
 
 
-def _qa_table(table, spec, counts):
-    row = _Row(table, spec)
+def _qa_table(table, spec, counts, train: bool = True):
+    row = _Row(table, spec, train)
     q, c = row.index("question"), row.index("context")
     a = row.index("answers", required=spec.columns.answers is not None)
     ident = row.index("id", required=False)
@@ -358,8 +368,8 @@ def _qa_table(table, spec, counts):
     return out, where, a is not None
 
 
-def _choice(table, spec, counts):
-    row = _Row(table, spec)
+def _choice(table, spec, counts, train: bool = True):
+    row = _Row(table, spec, train)
     ctx = row.index("context")
     q = row.index("question", required=False) if spec.columns.question is None else row.index("question")
     if isinstance(spec.columns.options, list):
@@ -394,8 +404,8 @@ def _choice(table, spec, counts):
     return out, where, lab is not None
 
 
-def _seq2seq(table, spec, counts):
-    row = _Row(table, spec)
+def _seq2seq(table, spec, counts, train: bool = True):
+    row = _Row(table, spec, train)
     s = row.index("source")
     t = row.index("target", required=spec.columns.target is not None)
     ident = row.index("id", required=False)
@@ -446,9 +456,12 @@ def read_file(source, spec: FileSpec | dict | None = None, *, train: bool = True
     else:
         table = tables.from_frame(source, name)
     counts.update(table.counts)
-    readers = {"classification": lambda: _classification(table, spec, counts, spec.task == "pair-classification"),
-               "tagging": lambda: _tagging_table(table, spec, counts), "qa": lambda: _qa_table(table, spec, counts),
-               "multiple_choice": lambda: _choice(table, spec, counts), "seq2seq": lambda: _seq2seq(table, spec, counts)}
+    readers = {"classification": lambda: _classification(table, spec, counts, spec.task == "pair-classification",
+                                                         train),
+               "tagging": lambda: _tagging_table(table, spec, counts, train),
+               "qa": lambda: _qa_table(table, spec, counts, train),
+               "multiple_choice": lambda: _choice(table, spec, counts, train),
+               "seq2seq": lambda: _seq2seq(table, spec, counts, train)}
     examples, where, labeled = readers[task]()
     return _finish(examples, where, labeled, spec, name, counts, train)
 

@@ -1,0 +1,253 @@
+"""Fine-tuning, evaluating and predicting on a user's own files, from Python and the CLI,
+on a tiny random encoder over a small WordPiece vocabulary written by the test (no shared
+data needed): labels as names, recorded data files, predictions-only test files, random
+init, class weights, the [UNK] warning, one long-input policy, the inference verbs' file
+input/output and their option checks."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import sesame
+from sesame.cli.main import main
+from sesame.config.run import load_config
+from sesame.errors import ConfigError
+from sesame.models import build_model, save_model
+from sesame.pipelines import split_words
+from sesame.tasks.base import cut
+from sesame.tokenize import load_tokenizer
+
+POS = ["a wonderful film", "great acting", "i loved it", "brilliant story", "superb , moving"]
+NEG = ["a boring mess", "awful plot", "i hated it", "dull and tedious", "terrible , slow"]
+WORDS = sorted({w for t in POS + NEG for w in t.split()} | {"new", "york", ".", "(", "reuters", ")", "went", "to",
+                                                          "john", "lives", "in", "paris", "the", "[MASK]"})
+QUICK = ["--set", "train.steps=40", "--set", "train.batch_size=8", "--set", "train.lr=3e-3", "--set",
+         "train.warmup=0", "--set", "train.threads=1", "--set", "train.eval_every=0", "--no-progress"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def vocab(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
+    path.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *[w for w in WORDS if w != "[MASK]"]])
+                    + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def base(vocab, tmp_path_factory):
+    tok = load_tokenizer(vocab)
+    cfg = load_config("test-encoder").model.replace(vocab_size=tok.vocab_size, max_positions=32, dropout=0.0,
+                                                    attention_dropout=0.0)
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("base") / "model"
+    save_model(build_model(cfg), out, extra={"tokenizer.json": tok.to_json()})
+    return out
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    rows = ["review,sentiment"] + [f'"{t}",{lab}' for i in range(6) for t, lab in
+                                   ((POS[i % 5], "positive"), (NEG[i % 5], "negative"))]
+    (folder / "train.csv").write_text("\n".join(rows) + "\n")
+    (folder / "dev.csv").write_text("review,sentiment\n" + "\n".join(
+        [f"{t},positive" for t in POS[:3]] + [f"{t},negative" for t in NEG[:3]]) + "\n")
+    (folder / "test.csv").write_text("review\ngreat acting\nawful plot\n")
+    (folder / "inputs.txt").write_text("great acting\n\nawful plot\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cli_run(base, files, tmp_path_factory, capsys_module=None):
+    out = tmp_path_factory.mktemp("runs") / "reviews"
+    code = main(["finetune", str(base), "--train", str(files / "train.csv"), "--dev", str(files / "dev.csv"),
+                 "--test", str(files / "test.csv"), "--task", "classification", "--text-column", "review",
+                 "--label-column", "sentiment", "--out", str(out), *QUICK])
+    assert code == 0
+    return out
+
+
+def test_cli_file_route_learns_records_its_files_and_predicts_names(cli_run, files, capsys):
+    summary = json.loads((cli_run / "summary.json").read_text())
+    assert summary["labels"] == ["negative", "positive"] and summary["label_counts"] == {"positive": 6,
+                                                                                          "negative": 6}
+    assert summary["eval"]["dev"]["metrics"]["accuracy"] > 0.5  # above chance on separable toy data
+    assert summary["eval"]["test"]["metrics"] is None  # no labels: predictions only
+    preds = [json.loads(x) for x in open(summary["eval"]["test"]["files"]["predictions"])]
+    assert [p["label"] for p in preds] == ["positive", "negative"]
+    record = json.loads((cli_run / "model" / "finetune.json").read_text())
+    assert record["files"]["train"] == str((files / "train.csv").resolve())
+    assert record["data"]["columns"] == {"text": "review", "label": "sentiment"}
+    capsys.readouterr()
+    assert main(["classify", str(cli_run / "model"), "great acting", "awful plot"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["positive", "negative"]
+
+
+def test_eval_rereads_recorded_files_or_takes_data(cli_run, files, capsys, tmp_path, monkeypatch):
+    summary = json.loads((cli_run / "summary.json").read_text())
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path)  # no ../shared/data here: the registry is never consulted
+    assert main(["eval", str(cli_run / "model")]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["metrics"] == pytest.approx(summary["eval"]["dev"]["metrics"])
+    assert again["data"] == str((files / "dev.csv").resolve())
+    assert main(["eval", str(cli_run / "model"), "--data", str(files / "train.csv")]) == 0
+    assert json.loads(capsys.readouterr().out)["examples"] == 12
+    assert main(["eval", str(cli_run / "model"), "--data", str(files / "test.csv"), "--report", "r"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["metrics"] is None and (tmp_path / "r" / "test-predictions.jsonl").is_file()
+
+
+def test_python_api_takes_a_dataframe_and_weights_classes(base, files, tmp_path):
+    pd = pytest.importorskip("pandas")
+    frame = pd.read_csv(files / "train.csv")
+    frame = pd.concat([frame, frame[frame.sentiment == "positive"]])  # 12 positive, 6 negative
+    summary = sesame.finetune(base, train=frame, task="classification",
+                              columns={"text": "review", "label": "sentiment"}, class_weights="balanced",
+                              run_dir=tmp_path / "df", train_config={"steps": 2, "batch_size": 4, "threads": 1},
+                              progress=False, say=lambda _: None)
+    record = json.loads((tmp_path / "df" / "model" / "finetune.json").read_text())
+    assert record["files"] == {"train": "<DataFrame>"}
+    n = summary["label_counts"]
+    assert record["options"]["class_weights"] == pytest.approx(
+        [(n["negative"] + n["positive"]) / (2 * n[c]) for c in ("negative", "positive")], rel=1e-5)
+
+
+def test_class_weights_weigh_the_loss(base, vocab):
+    from sesame.models import load_model
+    from sesame.tasks import Classification, TextExample
+
+    tok = load_tokenizer(vocab)
+    examples = [TextExample(t, None, lab) for t, lab in (("great acting", "b"), ("awful plot", "a"),
+                                                          ("i hated it", "a"))]
+    losses = []
+    for weights in ([], [1.0, 3.0]):
+        task = Classification(tok, ["a", "b"], {"max_length": 16, "class_weights": weights})
+        module = task.wrap(load_model(base)[0]).eval()
+        batch = task.transform({"examples": examples})
+        logits = module.logits(batch).float()
+        ce = torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="none")
+        losses.append((module(batch).loss.item(), ce.detach()))
+    assert losses[0][0] == pytest.approx(losses[0][1].sum().item(), rel=1e-5)
+    assert losses[1][0] == pytest.approx((losses[1][1] * torch.tensor([3.0, 1.0, 1.0])).sum().item(), rel=1e-5)
+    with pytest.raises(ConfigError, match="class_weights has 1 values for 2 labels"):
+        Classification(tok, ["a", "b"], {"class_weights": [1.0]}).wrap(load_model(base)[0])
+
+
+def test_random_init_needs_no_model_directory(vocab, files, tmp_path, capsys):
+    code = main(["finetune", "--init", "random", "--preset", "test-encoder", "--tokenizer", str(vocab), "--train",
+                 str(files / "train.csv"), "--task", "classification", "--text-column", "review", "--label-column",
+                 "sentiment", "--out", str(tmp_path / "rand"), "--dev-fraction", "0.25", *QUICK[:2]])
+    out = capsys.readouterr().out
+    assert code == 0 and "3 examples (25% of train, seed 0) held out as dev" in out
+    record = json.loads((tmp_path / "rand" / "model" / "finetune.json").read_text())
+    assert record["source_model"].startswith("random init of preset test-encoder")
+    assert main(["finetune", "--init", "random", "--train", str(files / "train.csv"), "--task",
+                 "classification"]) == 2
+
+
+def test_unk_rate_is_warned_with_its_threshold(base, tmp_path, capsys):
+    (tmp_path / "zh.csv").write_text("text,label\n" + "\n".join(f"这是中文{i},{i % 2}" for i in range(8)) + "\n")
+    code = main(["finetune", str(base), "--train", str(tmp_path / "zh.csv"), "--task", "classification", "--out",
+                 str(tmp_path / "zh"), "--set", "train.steps=1", "--set", "train.batch_size=4", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and "warning: 100.0% of the tokens of zh train are [UNK] (threshold 5.0%)" in out
+    main(["finetune", str(base), "--train", str(tmp_path / "zh.csv"), "--task", "classification", "--out",
+          str(tmp_path / "zh2"), "--set", "train.steps=1", "--set", "train.batch_size=4", "--no-progress",
+          "--unk-warn", "1.0"])
+    assert "warning" not in capsys.readouterr().out
+
+
+def test_tagging_from_a_conll_file_and_tag_splits_words_like_training(base, vocab, tmp_path, capsys):
+    tok = load_tokenizer(vocab)
+    assert [w for w, _, _ in split_words("New York.", tok)] == ["New", "York", "."]
+    assert [w for w, _, _ in split_words("(Reuters)", tok)] == ["(", "Reuters", ")"]
+    assert [w for w, _, _ in split_words("(Reuters)")] == ["(", "Reuters", ")"]
+    sents = ["john B-PER\nwent O\nto O\nnew B-LOC\nyork I-LOC\n. O", "( O\nreuters B-ORG\n) O"] * 4
+    (tmp_path / "ner.conll").write_text("-DOCSTART- O\n\n" + "\n\n".join(sents) + "\n")
+    code = main(["finetune", str(base), "--train", str(tmp_path / "ner.conll"), "--task", "tagging", "--out",
+                 str(tmp_path / "ner"), "--set", "train.steps=30", "--set", "train.batch_size=4", "--set",
+                 "train.lr=5e-3", "--set", "train.warmup=0", "--dev-fraction", "0.25", "--no-progress"])
+    assert code == 0
+    capsys.readouterr()
+    assert main(["tag", str(tmp_path / "ner" / "model"), "john went to New York."]) == 0
+    ents = json.loads(capsys.readouterr().out)["entities"]
+    assert all(e["text"] == "john went to New York."[e["start"]:e["end"]] for e in ents)
+    assert all(not e["text"].endswith(".") for e in ents)  # the period is its own word
+
+
+def test_one_long_input_policy(base, cli_run, tmp_path, capsys):
+    assert cut(list(range(10)), 4, "head") == [0, 1, 2, 3] and cut(list(range(10)), 4, "tail") == [6, 7, 8, 9]
+    assert cut(list(range(10)), 4, "head+tail") == [0, 7, 8, 9] and cut([1, 2], 4, "tail") == [1, 2]
+    long = " ".join(["great acting"] * 40)
+    classify = sesame.pipeline("text-classification", cli_run / "model")
+    assert classify.max_length == 32 == json.loads((cli_run / "model" / "finetune.json").read_text())[
+        "options"]["max_length"]  # the fine-tune's max_length (the default 128, fitted to the model's 32)
+    embed = sesame.pipeline("feature-extraction", base)
+    assert embed.max_length == 32  # the model's positions
+    short = embed("great acting")
+    windowed = sesame.pipeline("feature-extraction", base, truncation="window")
+    assert torch.allclose(windowed("great acting"), short, atol=1e-6)  # one window: the plain vector
+    assert embed(long).shape == short.shape and embed.truncated == 1  # cut, counted (it used to refuse)
+    assert windowed(long).shape == short.shape and windowed.truncated == 1
+    capsys.readouterr()
+    assert main(["embed", str(base), long]) == 0
+    assert "note: 1 of 1 input(s) were longer than 32 tokens: truncated (head)" in capsys.readouterr().err
+    tail = sesame.pipeline("text-classification", cli_run / "model", truncation="tail")
+    assert tail.runner.opts.truncation == "tail"
+    with pytest.raises(ConfigError, match="keeps the head of a long input"):
+        from sesame.tasks import Tagging
+
+        Tagging(load_tokenizer(base), ["O"], {"truncation": "tail"})
+
+
+def test_inference_files_in_and_out(cli_run, files, tmp_path, capsys):
+    model = str(cli_run / "model")
+    assert main(["classify", model, "--input", str(files / "inputs.txt"), "--output", str(tmp_path / "p.jsonl")]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in rows] == ["positive", "negative"]
+    assert "1 empty input(s)" in capsys.readouterr().err
+    assert main(["classify", model, "--input", str(files / "dev.csv"), "--text-column", "review", "--output",
+                 str(tmp_path / "p.csv"), "--batch-size", "2"]) == 0
+    assert (tmp_path / "p.csv").read_text().splitlines()[0] == "text,label,score"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fill-mask", "BASE", "the [MASK]", "--top-k", "0"], "--top-k must be at least 1"),
+    (["fill-mask", "BASE", "the [MASK]", "--top-k", "100000"], "top_k must be between 1 and the vocabulary size"),
+    (["classify", "BASE", "   "], "input 1 is empty"),
+    (["embed", "BASE", ""], "input 1 is empty"),
+    (["embed", "BASE", "x", "--device", "cuda"], "no CUDA device"),
+    (["generate", "DEC", "the", "--strategy", "beam", "--num-beams", "0"], "--num-beams must be at least 1"),
+    (["generate", "DEC", "the", "--max-new-tokens", "40"], "more than the model's 32 positions"),
+])
+def test_inference_option_checks(base, vocab, tmp_path, argv, message, capsys):
+    if "DEC" in argv:
+        tok = load_tokenizer(vocab)
+        cfg = load_config("test-decoder").model.replace(vocab_size=tok.vocab_size, max_positions=32)
+        save_model(build_model(cfg), tmp_path / "dec", extra={"tokenizer.json": tok.to_json()})
+    if "--device" in argv and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    argv = [str(base) if a == "BASE" else str(tmp_path / "dec") if a == "DEC" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+def test_a_closed_pipe_ends_quietly(cli_run, tmp_path):
+    inputs = tmp_path / "many.txt"
+    inputs.write_text("great acting\n" * 400)
+    proc = subprocess.run(f"{sys.executable} -m sesame.cli.main classify {cli_run / 'model'} --input {inputs} "
+                          f"--batch-size 8 --no-progress | head -1", shell=True, capture_output=True, text=True)
+    assert proc.stdout.startswith("positive") and "Traceback" not in proc.stderr and "Broken" not in proc.stderr
