@@ -150,6 +150,18 @@ def check_unk(tok, examples, where: str, threshold: float, say: Callable[[str], 
     return rate
 
 
+def count_long(tok, examples, task) -> str | None:
+    """A note on how many of ``examples`` are longer than the task's ``max_length``, and what happens."""
+    limit = task.opts.max_length - 2
+    texts = texts_of(examples)
+    n = sum(len(tok.encode(t).ids) > limit for t in texts)
+    if not n:
+        return None
+    how = "read in windows (doc_stride)" if task.name == "qa" else f"truncated ({task.opts.truncation})"
+    return f"{n:,} of {len(texts):,} training inputs{' checked' if len(texts) == 2000 else ''} are longer than " \
+           f"task.max_length = {task.opts.max_length} tokens: {how}"
+
+
 def predictions(task, module, examples, batch_size: int = 32) -> list[dict]:
     """One JSON-able row per example with the prediction as a name (label, tags, answer, option, text)."""
     name = task.name
@@ -275,6 +287,9 @@ def finetune(model_dir: str | Path | None, dataset: str | None = None, run_dir: 
     task_obj = get("task", src.task)(tok, labels or None, opts)
     if tok.unk_id is not None:
         check_unk(tok, train_examples[:2000], f"{src.name} train", unk_threshold, say)
+    long = count_long(tok, train_examples[:2000], task_obj)
+    if long:
+        notes.append(long)
     fresh = task_obj.head in TASK_HEADS and task_obj.head in model.heads
     if fresh and (_source_record(model_dir).get("dataset") != src.name or old_labels != labels) \
             if model_dir is not None else False:

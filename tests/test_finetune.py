@@ -313,3 +313,12 @@ def test_cli_finetune_frozen_with_scalar_mix(base, tmp_path, capsys):
     bad = parser.parse_args(["finetune", str(base), "--dataset", "sst2", "--set", "model.layers=3"])
     with pytest.raises(ConfigError, match="train.KEY, task.KEY or strategy.KEY"):
         bad.run(bad)
+
+
+def test_finetune_on_toy_data_beats_chance(base, tmp_path):
+    rows = ["text,label"] + [f"{t},{ex.label}" for t, ex in zip(TEXTS, examples())] * 3
+    (tmp_path / "toy.csv").write_text("\n".join(rows) + "\n")
+    summary = finetune(base, train=tmp_path / "toy.csv", dev=tmp_path / "toy.csv", task="classification",
+                       run_dir=tmp_path / "toy", train_config={**QUICK, "steps": 30, "lr": 3e-3},
+                       options={"max_length": 16}, progress=False, say=lambda _: None)
+    assert summary["eval"]["dev"]["metrics"]["accuracy"] > 0.5  # two balanced classes: chance is 0.5

@@ -251,3 +251,14 @@ def test_a_closed_pipe_ends_quietly(cli_run, tmp_path):
     proc = subprocess.run(f"{sys.executable} -m sesame.cli.main classify {cli_run / 'model'} --input {inputs} "
                           f"--batch-size 8 --no-progress | head -1", shell=True, capture_output=True, text=True)
     assert proc.stdout.startswith("positive") and "Traceback" not in proc.stderr and "Broken" not in proc.stderr
+
+
+def test_long_training_inputs_are_counted(base, tmp_path):
+    long = " ".join(["great acting"] * 30)
+    (tmp_path / "long.csv").write_text("text,label\n" + "\n".join([f"{long},1", "awful plot,0"] * 4) + "\n")
+    said = []
+    sesame.finetune(base, train=tmp_path / "long.csv", task="classification", run_dir=tmp_path / "run",
+                    train_config={"steps": 1, "batch_size": 4, "threads": 1}, options={"truncation": "head+tail"},
+                    progress=False, say=said.append)
+    assert any("of 7 training inputs are longer than task.max_length = 32 tokens: truncated (head+tail)" in s
+               for s in said), said
