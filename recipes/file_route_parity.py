@@ -39,7 +39,8 @@ def sst2_csv(data: Path, work: Path) -> dict[str, str]:
     """SST-2's TSV splits rewritten as CSV files (sentence,label), as a user would have them."""
     out = {}
     for split in ("train", "dev", "test"):
-        rows = [line.rstrip("\n").split("\t") for line in (data / f"labeled/en/sst2/{split}.tsv").open(encoding="utf-8")]
+        lines = (data / f"labeled/en/sst2/{split}.tsv").open(encoding="utf-8")
+        rows = [line.rstrip("\n").split("\t") for line in lines]
         path = work / f"sst2-{split}.csv"
         with path.open("w", encoding="utf-8", newline="") as f:
             w = csv.writer(f)
@@ -83,8 +84,10 @@ def main() -> None:
                  ["--set", "task.max_length=66"]),
         "conll2003": ([minilm()], {s: str(lab / f"en/conll2003/{s}.txt") for s in ("train", "dev", "test")},
                       "tagging", ["--set", "task.max_length=128"]),
-        "cmrc2018": (["--init", "random", "--preset", "bert-tiny", "--tokenizer", str(data / "vocab/google_zh_vocab.txt")],
-                     {"train": str(lab / "zh/cmrc2018/cmrc2018_trial.json"), "dev": str(lab / "zh/cmrc2018/cmrc2018_dev.json")},
+        "cmrc2018": (["--init", "random", "--preset", "bert-tiny", "--tokenizer",
+                      str(data / "vocab/google_zh_vocab.txt")],
+                     {"train": str(lab / "zh/cmrc2018/cmrc2018_trial.json"),
+                      "dev": str(lab / "zh/cmrc2018/cmrc2018_dev.json")},
                      "qa", ["--set", "task.max_length=128", "--set", "task.metric=cmrc2018"]),
     }
     OUT.mkdir(parents=True, exist_ok=True)

@@ -216,7 +216,8 @@ def _data(dataset, train, dev, test, task, columns, data, dev_fraction, eval_spl
     if dataset is not None and train is not None:
         raise ConfigError("give a named data set or --train FILE, not both")
     if dataset is not None:
-        if task is not None and get("task", as_spec(task=task).registered) is not get("task", dataset_spec(dataset).task):
+        named = dataset_spec(dataset).task
+        if task is not None and get("task", as_spec(task=task).registered) is not get("task", named):
             raise ConfigError(f"data set {dataset!r} is a {dataset_spec(dataset).task} set, not {task}")
         return named_splits(dataset, eval_split, data_dir)
     if train is None:

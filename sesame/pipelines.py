@@ -305,7 +305,7 @@ def split_words(text: str, tokenizer: Tokenizer | None = None) -> list[tuple[str
         return [(m.group(), m.start(), m.end()) for m in _WORDS.finditer(text)]
     enc = tokenizer.encode(text)
     spans: list[list[int]] = []
-    for (s, e), start, special in zip(enc.offsets, enc.word_starts, enc.special):
+    for (s, e), start in zip(enc.offsets, enc.word_starts):
         if e <= s:
             continue
         if start or not spans:

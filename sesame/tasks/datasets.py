@@ -77,7 +77,8 @@ def _multi30k(path: Path, source: str = "en", target: str = "de") -> Dataset:
 def _registry() -> dict[str, DatasetSpec]:
     fc = "zh/fewclue"
     few = {"train": "train_few_all.json", "dev": "dev_few_all.json", "test": "test_public.json"}
-    fewclue = {"tnews": {"text": "sentence", "label": "label_desc"}, "iflytek": {"text": "sentence", "label": "label_des"},
+    fewclue = {"tnews": {"text": "sentence", "label": "label_desc"},
+               "iflytek": {"text": "sentence", "label": "label_des"},
                "ocnli": {"text": "sentence1", "text_pair": "sentence2", "label": "label"},
                "bustm": {"text": "sentence1", "text_pair": "sentence2", "label": "label"},
                "eprstmt": {"text": "sentence", "label": "label"}}
@@ -86,7 +87,8 @@ def _registry() -> dict[str, DatasetSpec]:
         _spec("sst2", "classification", {s: f"en/sst2/{s}.tsv" for s in ("train", "dev", "test")},
               {**tsv, "columns": {"label": "label"}}, {"max_length": 66}),
         *[_spec(n.lower(), "classification", {s: f"en/senteval/{n}/{s}.tsv" for s in ("train", "dev")},
-                {**tsv, "header": False, "columns": {"text": 0, "label": 1} if n == "CoLA" else {"label": 0, "text": 1}},
+                {**tsv, "header": False,
+                 "columns": {"text": 0, "label": 1} if n == "CoLA" else {"label": 0, "text": 1}},
                 {"max_length": 64}, note="SentEval copy: train and dev only")
           for n in ("CoLA", "MR", "CR", "SUBJ", "MPQA")],
         _spec("mrpc", "classification",
@@ -120,7 +122,8 @@ def _registry() -> dict[str, DatasetSpec]:
               {"format": "json"}, {"max_length": 384, "metric": "cmrc2018"}, "zh",
               note="no train split here: trains on the trial set, evaluated on dev; no test"),
         _spec("c3", "multiple_choice",
-              {"train": Part("zh/c3/dev.json", 0.0, 0.9, "context"), "dev": Part("zh/c3/dev.json", 0.9, 1.0, "context")},
+              {"train": Part("zh/c3/dev.json", 0.0, 0.9, "context"),
+               "dev": Part("zh/c3/dev.json", 0.9, 1.0, "context")},
               options={"max_length": 256}, language="zh", layout=readers.read_c3,
               note="only dev has answers: trains on 90% of the dev documents, evaluated on the other 10%; no test"),
         _spec("tatoeba", "seq2seq",
@@ -146,8 +149,8 @@ def dataset_spec(name: str) -> DatasetSpec:
         match = difflib.get_close_matches(name, list(DATASETS), n=1, cutoff=0.75)
         hint = f" (did you mean `{match[0]}`?)" if match else ""
         if not hint:
-            hint = (f"; for your own files use --train FILE [--dev FILE] --task TASK (sesame finetune), "
-                    f"--data FILE (sesame eval)")
+            hint = ("; for your own files use --train FILE [--dev FILE] --task TASK (sesame finetune), "
+                    "--data FILE (sesame eval)")
         raise ConfigError(f"unknown data set {name!r}{hint}; named data sets: {', '.join(DATASETS)}")
     return DATASETS[name]
 

@@ -24,7 +24,6 @@ import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 from sesame.config.base import Section, choice
 from sesame.errors import ConfigError, DataError
@@ -293,7 +292,7 @@ def _answers(value, context: str, loc: str) -> list[Answer]:
                 pass
     if isinstance(value, str):
         return [Answer(value, context.find(value))]
-    if isinstance(value, dict) and isinstance(value.get("text"), (list, tuple)):  # {"text": [...], "answer_start": [...]}
+    if isinstance(value, dict) and isinstance(value.get("text"), (list, tuple)):  # {"text": [..], "answer_start": [..]}
         starts = list(value.get("answer_start") or [-1] * len(value["text"]))
         return [Answer(str(t), int(s)) for t, s in zip(value["text"], starts)]
     if isinstance(value, dict):
