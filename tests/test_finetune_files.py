@@ -4,6 +4,7 @@ data needed): labels as names, recorded data files, predictions-only test files,
 init, class weights, the [UNK] warning, one long-input policy, the inference verbs' file
 input/output and their option checks."""
 import json
+import re
 import subprocess
 import sys
 
@@ -262,3 +263,32 @@ def test_long_training_inputs_are_counted(base, tmp_path):
                     progress=False, say=said.append)
     assert any("of 7 training inputs are longer than task.max_length = 32 tokens: truncated (head+tail)" in s
                for s in said), said
+
+
+@pytest.mark.parametrize("task, name, rows", [
+    ("pair-classification", "pairs.tsv", "text_a\ttext_b\tlabel\n" + ("great acting\ti loved it\tsame\n"
+                                                                       "awful plot\ti loved it\tdiff\n") * 4),
+    ("multiple-choice", "mc.jsonl", "".join(json.dumps({"context": "john lives in paris", "question": "where ?",
+                                                         "options": ["paris", "york", "reuters"], "label": "paris"})
+                                            + "\n" for _ in range(8))),
+    ("qa", "qa.jsonl", "".join(json.dumps({"question": "where ?", "context": "john lives in paris .",
+                                           "answers": [{"text": "paris", "answer_start": 14}]}) + "\n"
+                               for _ in range(8))),
+])
+def test_every_encoder_task_fine_tunes_from_a_file(base, tmp_path, task, name, rows, capsys):
+    (tmp_path / name).write_text(rows)
+    code = main(["finetune", str(base), "--train", str(tmp_path / name), "--task", task, "--out",
+                 str(tmp_path / "run"), "--set", "train.steps=2", "--set", "train.batch_size=4", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and re.search(r" dev \(\d+ examples\): \{", out), out
+    assert main(["eval", str(tmp_path / "run" / "model"), "--data", str(tmp_path / name)]) == 0
+    assert json.loads(capsys.readouterr().out)["examples"] == 8
+
+
+def test_seq2seq_reads_source_and_target_columns(tmp_path):
+    from sesame.tasks.files import read_file
+
+    (tmp_path / "mt.csv").write_text("source,target\nhello,hallo\n,leer\nbye,tschüss\n")
+    data = read_file(tmp_path / "mt.csv", {"task": "seq2seq"})
+    assert [(ex.source, ex.target) for ex in data] == [("hello", "hallo"), ("bye", "tschüss")]
+    assert data.counts == {"empty_pairs": 1}
