@@ -11,7 +11,7 @@ POSITIONS = ("learned", "sinusoidal", "rotary", "t5", "alibi", "none")
 NORMS = ("layernorm", "rmsnorm")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 FEEDFORWARDS = ("mlp", "glu")
-HEADS = ("mlm", "lm", "pooler", "nsp", "sop", "classify", "rtd", "tag", "span", "choice")
+HEADS = ("mlm", "lm", "pooler", "nsp", "sop", "classify", "rtd", "tag", "span", "choice", "sbo")
 
 
 @dataclasses.dataclass

@@ -114,6 +114,8 @@ class Model(nn.Module):
         for name, head in self.heads.items():
             if name == "pooler":
                 pooled = head(hidden)
+            elif getattr(head, "direct", False):
+                continue  # an objective calls it with its own inputs (sbo)
             else:
                 logits[name] = head(hidden, pooled, select if head.token_level else None)
         return ModelOutput(hidden, logits, pooled, states if output_hidden_states else None, cache, memory, maps)

@@ -1,6 +1,10 @@
 """Pre-training objectives, one file each, registered by name."""
 from sesame.objectives.base import IGNORE, Vocab
 from sesame.objectives.clm import CLM
+from sesame.objectives.compose import Composite, build_objective
+from sesame.objectives.electra import ELECTRA
 from sesame.objectives.mlm import MLM
+from sesame.objectives.sbo import SBO
+from sesame.objectives.sentence import NSP, SOP
 
-__all__ = ["IGNORE", "Vocab", "CLM", "MLM"]
+__all__ = ["IGNORE", "Vocab", "CLM", "MLM", "NSP", "SOP", "SBO", "ELECTRA", "Composite", "build_objective"]
