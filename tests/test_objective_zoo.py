@@ -1,0 +1,363 @@
+"""The objective zoo: masking units (statistics tested within 5 sigma or by chi-square),
+composition, NSP/SOP, SBO, ELECTRA; every declared head gets a gradient; tiny
+end-to-end runs whose loss goes down; recipes build and run."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sesame.config import ModelConfig, load_config
+from sesame.errors import ConfigError
+from sesame.objectives import ELECTRA, IGNORE, MLM, Vocab, build_objective
+from sesame.objectives.masking import budget_runs, clipped_geometric, stage_for, word_ids
+from sesame.pretrain import pretrain
+
+VOCAB = Vocab(size=1000, special_ids=(0, 1, 2, 3, 4), pad_id=0, mask_id=4)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def within(observed: float, p: float, n: int, sigmas: float = 5.0) -> bool:
+    return abs(observed - p) <= sigmas * math.sqrt(p * (1 - p) / n)
+
+
+def chi2_ok(counts: np.ndarray, pmf: np.ndarray, limit: float) -> bool:
+    expected = counts.sum() * pmf
+    return float(((counts - expected) ** 2 / expected).sum()) < limit
+
+
+def word_batch(rows=300, t=128, seed=0, max_word=4):
+    """Random ids with [CLS] .. [SEP], padding in some rows, words of 1..max_word tokens."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, 1000, (rows, t))
+    ids[:, 0], ids[:, -1] = 2, 3
+    ids[::4, t - 28:] = 0
+    ids[::4, t - 29] = 3
+    starts = np.zeros((rows, t), dtype=bool)
+    for r in range(rows):
+        pos = 1
+        while pos < t:
+            starts[r, pos] = True
+            pos += int(rng.integers(1, max_word + 1))
+    return {"input_ids": ids, "word_starts": starts, "entity_ids": np.zeros_like(ids)}
+
+
+def groups_of(batch, r):
+    eligible = ~np.isin(batch["input_ids"][r], VOCAB.special_ids)
+    return word_ids(eligible, batch["word_starts"][r])
+
+
+def test_word_masking_selects_whole_words_at_the_configured_rate():
+    batch = word_batch()
+    out = MLM(VOCAB, {"unit": "word"}).transform(batch, np.random.default_rng(1))
+    new, labels, ids = out["input_ids"].numpy(), out["labels"].numpy(), batch["input_ids"]
+    sel = labels != IGNORE
+    assert np.array_equal(labels[sel], ids[sel]) and np.array_equal(new[~sel], ids[~sel])
+    assert not sel[np.isin(ids, VOCAB.special_ids)].any()
+    n_words = chosen = masked_words = mixed = 0
+    for r in range(len(ids)):
+        words = groups_of(batch, r)
+        for w in range(words.max() + 1):
+            tok = words == w
+            n_words += 1
+            if sel[r, tok].any():
+                assert sel[r, tok].all(), "a word was split: the decision must be per word"
+                chosen += 1
+                is_mask = new[r, tok] == VOCAB.mask_id
+                masked_words += bool(is_mask.all())
+                mixed += bool(is_mask.any() and not is_mask.all())
+    assert mixed == 0, "80/10/10 must be decided per word, never per sub-token"
+    assert within(chosen / n_words, 0.15, n_words)
+    assert within(masked_words / chosen, 0.8, chosen)
+    eligible = int((~np.isin(ids, VOCAB.special_ids)).sum())
+    assert abs(sel.sum() / eligible - 0.15) < 0.01  # tokens: the same rate in expectation
+
+
+def test_word_ids_start_a_word_after_a_window_edge():
+    eligible = np.array([False, True, True, True, False, True])
+    starts = np.array([False, False, False, True, False, False])  # token 1 continues a cut word
+    assert word_ids(eligible, starts).tolist() == [-1, 0, 0, 1, -1, 2]
+
+
+def test_budget_runs_follow_the_length_distribution_and_fill_the_budget():
+    rng = np.random.default_rng(0)
+    pmf = clipped_geometric(0.2, 10)
+    assert abs(pmf.sum() - 1) < 1e-12 and pmf[0] / pmf[1] == pytest.approx(1 / 0.8)
+    counts = np.zeros(10)
+    for _ in range(400):
+        runs = budget_runs(400, 60, pmf, rng)
+        assert sum(n for _, n in runs) == 60
+        cover = np.zeros(400, dtype=int)
+        for s, n in runs:
+            cover[s:s + n] += 1
+        assert cover.max() == 1, "runs overlap"
+        for _, n in runs[:-1]:  # the last run may be cut to the budget
+            counts[n - 1] += 1
+    assert chi2_ok(counts, pmf, 27.9)  # chi2(9), p = 0.001
+    ngram = np.array([0.5, 0.3, 0.2])
+    counts = np.zeros(3)
+    for _ in range(300):
+        for _, n in budget_runs(300, 45, ngram, rng)[:-1]:
+            counts[n - 1] += 1
+    assert chi2_ok(counts, ngram, 13.8)  # chi2(2), p = 0.001
+
+
+@pytest.mark.parametrize("unit", ["span", "ngram"])
+def test_span_masking_budget_is_in_words_and_boundaries_are_recorded(unit):
+    batch = word_batch(rows=120, seed=3)
+    task = MLM(VOCAB, {"unit": unit})
+    out = task.transform(batch, np.random.default_rng(2))
+    new, labels, ids = out["input_ids"].numpy(), out["labels"].numpy(), batch["input_ids"]
+    left, right, off = (out[k].numpy() for k in ("span_left", "span_right", "span_offset"))
+    sel = labels != IGNORE
+    assert np.array_equal(labels[sel], ids[sel]) and np.array_equal(new[~sel], ids[~sel])
+    for r in range(len(ids)):
+        words = groups_of(batch, r)
+        n_words = words.max() + 1
+        hit = np.unique(words[sel[r]])
+        assert len(hit) == round(0.15 * n_words), "the budget is 15% of the words"
+        for w in hit:
+            assert sel[r, words == w].all(), "spans cover whole words"
+        for t in np.flatnonzero(sel[r]):
+            assert left[r, t] < t <= right[r, t] or right[r, t] == len(ids[r]) - 1
+            assert t - off[r, t] == left[r, t] + 1
+        assert (left[r, ~sel[r]] == -1).all()
+
+
+def test_entity_stage_masks_entities_whole_and_stages_mix_as_configured():
+    batch = word_batch(rows=200, seed=5, max_word=1)
+    ents = np.zeros_like(batch["input_ids"])
+    for r in range(len(ents)):
+        for k, s in enumerate(range(5, 95, 15)):
+            ents[r, s:s + 5] = k + 1  # six 5-token entities per row
+    batch["entity_ids"] = ents
+    out = MLM(VOCAB, {"unit": "entity", "stages": {"entity": 1.0}}).transform(batch, np.random.default_rng(0))
+    sel = out["labels"].numpy() != IGNORE
+    whole = [sel[r, ents[r] == k] for r in range(len(ents)) for k in range(1, 7)]
+    assert all(w.all() or not w.any() for w in whole), "an entity is masked whole or not at all"
+    chosen = sum(bool(w.all()) for w in whole)
+    assert within(chosen / len(whole), 0.15, len(whole))
+    token = MLM(VOCAB, {"unit": "entity", "stages": {"token": 1.0}}).transform(batch, np.random.default_rng(0))
+    tsel = token["labels"].numpy() != IGNORE
+    assert any(0 < tsel[r, ents[r] == k].sum() < 5 for r in range(len(ents)) for k in range(1, 7))
+    rng = np.random.default_rng(1)
+    draws = [stage_for(rng, {"token": 0.2, "word": 0.3, "entity": 0.5}) for _ in range(4000)]
+    for name, p in (("token", 0.2), ("word", 0.3), ("entity", 0.5)):
+        assert within(draws.count(name) / 4000, p, 4000)
+
+
+def test_units_that_read_corpus_records_refuse_batches_without_them():
+    with pytest.raises(ConfigError, match="word starts"):
+        MLM(VOCAB, {"unit": "word"}).transform({"input_ids": np.full((2, 8), 7)}, np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="unit"):
+        MLM(VOCAB, {"unit": "sentence"})
+
+
+# ---- composition, heads, gradients -----------------------------------------------------
+
+CFG = ModelConfig(vocab_size=1000, hidden=32, layers=1, num_heads=2, intermediate=32, max_positions=64,
+                  type_vocab_size=2)
+
+
+def pair_batch(label, rows=6, t=32):
+    b = word_batch(rows=rows, t=t, seed=7)
+    b["token_type_ids"] = np.zeros_like(b["input_ids"])
+    b["token_type_ids"][:, t // 2:] = 1
+    b["attention_mask"] = np.ones_like(b["input_ids"], dtype=bool)
+    b[label] = np.arange(rows) % 2
+    return b
+
+
+def objective(name, options=None, weights=None):
+    return load_config("test-encoder", [f"objective.name={json.dumps(name)}"] +
+                       ([f"objective.options={options}"] if options else []) +
+                       ([f"objective.weights={weights}"] if weights else []) +
+                       ([f'data.examples="{name[1]}"'] if isinstance(name, list) and name[1] in ("nsp", "sop") else [])
+                       + [f"model.heads={json.dumps(name if isinstance(name, list) else ['mlm'])}"]).objective
+
+
+@pytest.mark.parametrize("parts, label, heads", [
+    (["mlm", "nsp"], "next_sentence_label", ["mlm", "pooler", "nsp"]),
+    (["mlm", "sop"], "sentence_order_label", ["mlm", "pooler", "sop"]),
+    (["mlm", "sbo"], None, ["mlm", "sbo"]),
+])
+def test_composition_trains_every_declared_head(parts, label, heads):
+    opts = '{mlm={unit="span"}}' if "sbo" in parts else None
+    task = build_objective(objective(parts, opts, "[1.0, 2.0]"), VOCAB)
+    batch = task.transform(pair_batch(label or "unused"), np.random.default_rng(0))
+    if label:
+        assert torch.equal(batch[label], torch.arange(6) % 2), "the part's labels ride on the shared batch"
+    module = task.build(CFG.replace(heads=parts))
+    out = module(batch)
+    n_mlm = int((batch["labels"] != IGNORE).sum())
+    n_other = 6 if label else n_mlm
+    assert out.count == task.count(batch) == n_mlm + n_other
+    mlm_loss, other = out.metrics["mlm_loss"][0], out.metrics[f"{parts[1]}_loss"][0]
+    torch.testing.assert_close(out.loss, mlm_loss + 2.0 * other)
+    assert set(out.metrics) >= {"mlm_accuracy", f"{parts[1]}_accuracy", f"{parts[1]}_loss"}
+    out.loss.backward()
+    for h in heads:
+        grads = [p.grad for p in module.model.heads[h].parameters()]
+        assert grads and all(g is not None and g.abs().sum() > 0 for g in grads), f"head {h} got no gradient"
+
+
+def test_configs_that_ask_for_what_nothing_does_fail_at_build():
+    with pytest.raises(ConfigError, match=r"model.heads declares \['nsp'\]"):
+        load_config("test-encoder", ['model.heads=["mlm", "nsp"]'])
+    with pytest.raises(ConfigError, match="no objective reads"):
+        load_config("test-encoder", ['data.examples="nsp"'])
+    with pytest.raises(ConfigError, match="needs data.examples = 'sop'"):
+        load_config("test-encoder", ['objective.name=["mlm", "sop"]', 'model.heads=["mlm", "sop"]'])
+    with pytest.raises(ConfigError, match=r"\[generator\] section is read only"):
+        load_config("test-encoder", ["generator.hidden=16", "generator.num_heads=1"])
+    with pytest.raises(ConfigError, match="unit = 'span'"):
+        build_objective(objective(["mlm", "sbo"]), VOCAB)
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        build_objective(load_config("test-encoder", ['objective.name=["electra", "mlm"]',
+                                                     'model.heads=["rtd", "mlm"]']).objective, VOCAB)
+    with pytest.raises(ConfigError, match="one table per part"):
+        load_config("test-encoder", ['objective.name=["mlm", "nsp"]', 'objective.options={unit="word"}'])
+    with pytest.raises(ConfigError, match="weights has 2 values for 1"):
+        load_config("test-encoder", ['objective.name=["mlm"]', "objective.weights=[1.0, 2.0]"])
+    parts = load_config("test-encoder", ['objective.parts=[{name="mlm", weight=0.5, options={unit="word"}}]'])
+    (part,) = parts.objective.resolved()
+    assert part.weight == 0.5 and part.options == {"unit": "word"}
+    for preset, names in (("bert-base", ["mlm", "nsp"]), ("albert-base", ["mlm", "sop"]),
+                          ("electra-small", ["electra"]), ("bert-tiny", ["mlm"])):
+        assert load_config(preset).objective.names == names
+
+
+# ---- ELECTRA ---------------------------------------------------------------------------
+
+DISC = ModelConfig(family="electra", vocab_size=1000, hidden=32, layers=2, num_heads=4, intermediate=64,
+                   max_positions=64, embedding_size=16, heads=["rtd"], dropout=0.0, attention_dropout=0.0)
+
+
+def test_electra_generator_defaults_to_a_quarter_and_shares_embeddings():
+    task = ELECTRA(VOCAB)
+    module = task.build(DISC)
+    g, d = module.generator, module.model
+    assert g.config.hidden == 8 and g.config.intermediate == 16 and g.config.num_heads == 1
+    assert g.body.embed.tokens is d.body.embed.tokens and g.body.position is d.body.position
+    assert g.heads["mlm"].decoder.weight is d.body.embed.tokens.weight
+    unshared = ELECTRA(VOCAB, {"share_embeddings": False}).build(DISC)
+    assert unshared.generator.body.embed.tokens is not unshared.model.body.embed.tokens
+    with pytest.raises(ConfigError, match="embedding_size"):
+        ELECTRA(VOCAB, generator=DISC.replace(embedding_size=8, heads=["mlm"])).build(DISC)
+
+
+def test_electra_labels_sampling_gradients_and_loss():
+    torch.manual_seed(0)
+    task = ELECTRA(VOCAB, {"share_embeddings": False})
+    module = task.build(DISC)
+    batch = task.transform({"input_ids": word_batch(rows=4, t=32)["input_ids"]}, np.random.default_rng(0))
+    out = module(batch)
+    assert out.count == task.count(batch)
+    gen_sum, n = out.metrics["gen_loss"]
+    rtd_sum, n_real = out.metrics["rtd_loss"]
+    torch.testing.assert_close(out.loss, gen_sum + 50.0 * 0.15 * rtd_sum)
+    out.loss.backward()
+    for name, head in [("generator mlm", module.generator.heads["mlm"]), ("rtd", module.model.heads["rtd"])]:
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters()), name
+    # no gradient through the sampling: the generator's gradient is its MLM loss's alone
+    full = {k: p.grad.clone() for k, p in module.generator.named_parameters()}
+    module.zero_grad()
+    sel = batch["labels"] != IGNORE
+    logits = module.generator(batch["input_ids"], select=sel).logits["mlm"]
+    torch.nn.functional.cross_entropy(logits, batch["labels"][sel], reduction="sum").backward()
+    for k, p in module.generator.named_parameters():
+        torch.testing.assert_close(full[k], p.grad, msg=k)
+    # a sampled token equal to the original counts as original: a generator that always
+    # predicts the label leaves nothing replaced
+    labels = batch["labels"]
+    sel = labels != IGNORE
+    with torch.no_grad():
+        module.generator.heads["mlm"].decoder.bias.zero_()
+        module.generator.heads["mlm"].decoder.bias[labels[sel][0]] = 1e4
+    only = labels.clone()
+    only[sel] = IGNORE
+    first = sel.nonzero()[0]
+    only[first[0], first[1]] = labels[first[0], first[1]]
+    out = module({**batch, "labels": only, "input_ids": torch.where(only != IGNORE, 4, batch["input_ids"])})
+    assert out.metrics["replaced"][0] == 0
+
+
+# ---- end to end ------------------------------------------------------------------------
+
+TEXT = "\n\n".join(
+    f"The {a} sat on the {b}. A {a} is not a {b}, but the {b} holds the {a}. "
+    f"Every {b} has a {a} and every {a} likes a {b}."
+    for a in ("cat", "dog", "bird", "fish", "horse", "mouse") for b in ("mat", "chair", "table", "box", "bed")
+)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("zoo") / "tiny.txt"
+    path.write_text(TEXT * 4)
+    return path
+
+
+def tiny(source, corpus, *extra):
+    return load_config(source, [
+        f"data.inputs=[{str(corpus)!r}]", "data.seq_len=32", "tokenizer.vocab_size=120", "tokenizer.min_frequency=1",
+        "train.steps=16", "train.batch_size=8", "train.lr=3e-3", "train.warmup=2", "train.log_every=4",
+        "train.save_every=0", "train.eval_every=0", "model.max_positions=32", "train.threads=1", *extra,
+    ])
+
+
+def losses(run_dir):
+    lines = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return [x for x in lines if x.get("loss") is not None and "event" not in x]
+
+
+@pytest.mark.parametrize("name, extra, keys", [
+    ("mlm+nsp", ['objective.name=["mlm","nsp"]', 'data.examples="nsp"', 'model.heads=["mlm","nsp"]'],
+     ["mlm_loss", "nsp_loss"]),
+    ("span+sbo", ['objective.name=["mlm","sbo"]', 'objective.options.mlm={unit="span"}',
+                  'model.heads=["mlm","sbo"]'], ["mlm_loss", "sbo_loss"]),
+    ("wwm", ['objective.options={unit="word"}'], ["accuracy"]),
+])
+def test_pretrain_objectives_end_to_end_loss_goes_down(corpus, tmp_path, name, extra, keys):
+    pretrain(tiny("test-encoder", corpus, *extra), tmp_path / name, progress=False, say=lambda s: None)
+    rows = losses(tmp_path / name)
+    assert rows[-1]["loss"] < rows[0]["loss"] and all(k in rows[-1] for k in keys)
+
+
+def test_pretrain_electra_writes_discriminator_and_generator_and_exports(corpus, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from sesame.models.hf import to_hf
+    from sesame.pipelines import load_any
+
+    run = tiny("electra-small", corpus, "model.hidden=32", "model.layers=2", "model.num_heads=2",
+               "model.intermediate=64", "model.embedding_size=16", "generator.hidden=16", "generator.layers=2",
+               "generator.num_heads=2", "generator.intermediate=32", "generator.embedding_size=16",
+               "generator.max_positions=32", "train.lr=1e-3")
+    pretrain(run, tmp_path / "el", progress=False, say=lambda s: None)
+    rows = losses(tmp_path / "el")
+    assert rows[-1]["loss"] < rows[0]["loss"] and "rtd_accuracy" in rows[-1]
+    disc, tok, _ = load_any(tmp_path / "el" / "model")
+    gen, _, _ = load_any(tmp_path / "el" / "generator")
+    assert list(disc.config.heads) == ["rtd"] and list(gen.config.heads) == ["mlm"]
+    assert torch.equal(disc.body.embed.tokens.weight, gen.body.embed.tokens.weight)  # shared when trained
+    ids = torch.tensor([tok.encode("the cat sat on the mat.").ids])
+    for model, cls, head in ((disc, transformers.ElectraForPreTraining, "rtd"),
+                             (gen, transformers.ElectraForMaskedLM, "mlm")):
+        out = to_hf(model.eval(), tmp_path / f"hf-{head}")
+        hf = cls.from_pretrained(out).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(hf(input_ids=ids).logits, model(ids).logits[head], atol=1e-4, rtol=1e-4)
+
+
+RECIPES = ["bert-wwm-tiny-zh", "ernie-tiny-zh", "spanbert-tiny-en", "electra-tiny-en", "bert-nsp-tiny-en"]
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipes_build_and_run_a_few_steps(corpus, tmp_path, recipe):
+    plain = ['data.format="auto"', 'data.segmenter="auto"'] if recipe == "ernie-tiny-zh" else []
+    run = tiny(ROOT / "recipes" / f"{recipe}.toml", corpus, "train.steps=2", "train.precision=fp32",
+               "data.workers=1", *plain)
+    summary = pretrain(run, tmp_path / recipe, progress=False, say=lambda s: None)
+    assert summary["steps"] == 2 and math.isfinite(summary["loss"])
