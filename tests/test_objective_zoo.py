@@ -319,6 +319,7 @@ def losses(run_dir):
     ("span+sbo", ['objective.name=["mlm","sbo"]', 'objective.options.mlm={unit="span"}',
                   'model.heads=["mlm","sbo"]'], ["mlm_loss", "sbo_loss"]),
     ("wwm", ['objective.options={unit="word"}'], ["accuracy"]),
+    ("unilm", ['objective.name="unilm"'], ["accuracy"]),
 ])
 def test_pretrain_objectives_end_to_end_loss_goes_down(corpus, tmp_path, name, extra, keys):
     pretrain(tiny("test-encoder", corpus, *extra), tmp_path / name, progress=False, say=lambda s: None)
@@ -351,7 +352,8 @@ def test_pretrain_electra_writes_discriminator_and_generator_and_exports(corpus,
             torch.testing.assert_close(hf(input_ids=ids).logits, model(ids).logits[head], atol=1e-4, rtol=1e-4)
 
 
-RECIPES = ["bert-wwm-tiny-zh", "ernie-tiny-zh", "spanbert-tiny-en", "electra-tiny-en", "bert-nsp-tiny-en"]
+RECIPES = ["bert-wwm-tiny-zh", "ernie-tiny-zh", "spanbert-tiny-en", "electra-tiny-en", "bert-nsp-tiny-en",
+           "unilm-tiny-en"]
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -361,3 +363,60 @@ def test_recipes_build_and_run_a_few_steps(corpus, tmp_path, recipe):
                "data.workers=1", *plain)
     summary = pretrain(run, tmp_path / recipe, progress=False, say=lambda s: None)
     assert summary["steps"] == 2 and math.isfinite(summary["loss"])
+
+
+# ---- UniLM -----------------------------------------------------------------------------
+
+def test_unilm_modes_mix_as_configured_and_each_layout_is_its_visibility():
+    from sesame.objectives import UniLM
+    from sesame.objectives.unilm import visible
+
+    task = UniLM(VOCAB)
+    raw = word_batch(rows=4, t=16)
+    raw["attention_mask"] = raw["input_ids"] != 0
+    modes = [task.transform(raw, np.random.default_rng([0, i]))["unilm_mode"] for i in range(3000)]
+    for mode, p in task.opts.modes.items():
+        assert within(modes.count(mode) / 3000, p, 3000), mode
+    seen = {}
+    for i in range(40):
+        b = task.transform(raw, np.random.default_rng([1, i]))
+        seen.setdefault(b["unilm_mode"], b)
+    assert set(seen) == set(task.opts.modes)
+    q, k = torch.arange(16)[:, None], torch.arange(16)[None, :]
+    real = torch.as_tensor(raw["attention_mask"])
+    for mode, b in seen.items():
+        vis = visible(task.layout(b), 16)
+        expect = {"bidirectional": torch.ones(16, 16, dtype=torch.bool), "left_to_right": k <= q,
+                  "right_to_left": k >= q}.get(mode)
+        if mode == "seq2seq":
+            src = b["prefix_len"]
+            assert torch.equal(b["token_type_ids"], ((k[0][None] >= src[:, None]) & real).long())
+            sel = b["labels"] != IGNORE
+            assert not (sel & (b["token_type_ids"] == 0)).any(), "only target tokens are masked in seq2seq"
+            for r in range(4):
+                e = (k < src[r]) | (k <= q)
+                assert torch.equal(vis[r], e & real[r][None, :])
+        else:
+            assert torch.equal(vis, expect[None] & real[:, None, :])
+        sel = b["labels"] != IGNORE
+        assert torch.equal(b["labels"][sel], torch.as_tensor(raw["input_ids"])[sel])
+
+
+def test_unilm_left_to_right_never_sees_the_future_and_trains_its_head():
+    from sesame.objectives import UniLM
+
+    task = UniLM(VOCAB, {"modes": {"left_to_right": 1.0}})
+    module = task.build(CFG.replace(heads=["mlm"], dropout=0.0, attention_dropout=0.0))
+    raw = {"input_ids": word_batch(rows=2, t=16)["input_ids"], "attention_mask": np.ones((2, 16), dtype=bool)}
+    b = task.transform(raw, np.random.default_rng(0))
+    h1 = module.model(b["input_ids"], b["attention_mask"], b["token_type_ids"], layout=task.layout(b)).hidden
+    later = b["input_ids"].clone()
+    later[:, 10:] = 7
+    h2 = module.model(later, b["attention_mask"], b["token_type_ids"], layout=task.layout(b)).hidden
+    torch.testing.assert_close(h1[:, :10], h2[:, :10])
+    assert not torch.allclose(h1[:, 10:], h2[:, 10:])
+    out = module(b)
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.model.heads["mlm"].parameters())
+    with pytest.raises(ConfigError, match="type_vocab_size"):
+        UniLM(VOCAB).build(CFG.replace(type_vocab_size=0))

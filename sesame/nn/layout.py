@@ -9,7 +9,7 @@ from functools import cached_property
 
 import torch
 
-FEATURES = ("causal", "padding", "documents", "prefix", "explicit", "bias")
+FEATURES = ("causal", "padding", "documents", "prefix", "explicit", "bias", "anticausal")
 
 
 @dataclasses.dataclass(eq=False)
@@ -20,7 +20,8 @@ class Layout:
     queries attend only within their document. ``prefix_len``: (B,) int, keys
     before it are visible to every query (UniLM seq2seq / prefix LM).
     ``mask``: explicit (B|1, H|1, Tq, Tk) bool. ``q_offset``: index of the first
-    query among the keys (decoding with a cache).
+    query among the keys (decoding with a cache). ``anticausal``: each query sees
+    itself and the keys after it (UniLM's right-to-left LM).
     """
 
     causal: bool = False
@@ -29,6 +30,7 @@ class Layout:
     prefix_len: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     q_offset: int = 0
+    anticausal: bool = False
 
     def features(self) -> set[str]:
         out = set()
@@ -42,6 +44,8 @@ class Layout:
             out.add("prefix")
         if self.mask is not None:
             out.add("explicit")
+        if self.anticausal:
+            out.add("anticausal")
         return out
 
     def only_causal(self, tq: int, tk: int) -> bool:
@@ -70,6 +74,10 @@ class Layout:
             m = (kpos[None, :] <= qpos[:, None])[None, None]
             if self.prefix_len is not None:
                 m = m | (kpos[None, None, None, :] < self.prefix_len.to(device)[:, None, None, None])
+        if self.anticausal:
+            qpos = torch.arange(tq, device=device) + self.q_offset
+            after = (torch.arange(tk, device=device)[None, :] >= qpos[:, None])[None, None]
+            m = after if m is None else m & after
         if self.doc_ids is not None:
             kd = self.doc_ids.to(device)
             qd = kd[:, -tq:] if kd.shape[1] >= tq else kd

@@ -6,5 +6,6 @@ from sesame.objectives.electra import ELECTRA
 from sesame.objectives.mlm import MLM
 from sesame.objectives.sbo import SBO
 from sesame.objectives.sentence import NSP, SOP
+from sesame.objectives.unilm import UniLM
 
-__all__ = ["IGNORE", "Vocab", "CLM", "MLM", "NSP", "SOP", "SBO", "ELECTRA", "Composite", "build_objective"]
+__all__ = ["IGNORE", "Vocab", "CLM", "MLM", "NSP", "SOP", "SBO", "ELECTRA", "UniLM", "Composite", "build_objective"]
