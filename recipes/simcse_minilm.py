@@ -9,6 +9,7 @@ vectors (mean pooling) and the label, on MRPC test (1,725 pairs).
 
 Run from the repository root (one thread, a few minutes):
     python recipes/simcse_minilm.py --steps 100
+(the session's evidence used --steps 30 --batch-size 16 --seq-len 32 --pairs 400 on a loaded machine)
 Writes docs/evidence/simcse/minilm.json."""
 from __future__ import annotations
 
@@ -57,21 +58,27 @@ def encode(tok, texts, seq_len=64):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--seq-len", type=int, default=64)
+    ap.add_argument("--pairs", type=int, default=0, help="score the first N MRPC test pairs (0: all 1,725)")
     ap.add_argument("--out", default="docs/evidence/simcse/minilm.json")
     ap.add_argument("--runs", default="runs/simcse-evidence")
     args = ap.parse_args()
     torch.set_num_threads(1)
     src = minilm()
     test_pairs, test_gold = mrpc("test")
+    if args.pairs:
+        test_pairs, test_gold = test_pairs[:args.pairs], test_gold[:args.pairs]
     model, tok, _ = load_any(src)
     result = {"set": "MRPC test (cosine vs 0/1 paraphrase label, Spearman)", "steps": args.steps,
-              "batch_size": 32, "before": similarity((model, tok), test_pairs, test_gold)["spearman"]}
+              "batch_size": args.batch_size, "seq_len": args.seq_len, "pairs": len(test_pairs), "before": similarity((model, tok), test_pairs, test_gold)["spearman"]}
     print("before", result["before"])
     t0 = time.time()
     run = load_config("recipes/simcse-minilm.toml", [
         f"objective.options.init={str(src)!r}", f"tokenizer.path={str(src / 'tokenizer.json')!r}",
         f"train.steps={args.steps}", f"train.save_every={args.steps}", "train.threads=1", "data.workers=1",
-        f"train.warmup={max(1, args.steps // 10)}"])
+        f"train.warmup={max(1, args.steps // 10)}", f"train.batch_size={args.batch_size}",
+        f"data.seq_len={args.seq_len}"])
     pretrain(run, Path(args.runs) / "unsup", progress=False, say=lambda s: None)
     result["unsupervised"] = similarity(Path(args.runs) / "unsup" / "model", test_pairs, test_gold)["spearman"]
     result["unsupervised_seconds"] = round(time.time() - t0, 1)
@@ -79,13 +86,13 @@ def main() -> None:
     t0 = time.time()
     pairs, gold = mrpc("train")
     pos = [p for p, g in zip(pairs, gold) if g == 1]
-    a, am = encode(tok, [p[0] for p in pos])
-    b, bm = encode(tok, [p[1] for p in pos])
+    a, am = encode(tok, [p[0] for p in pos], args.seq_len)
+    b, bm = encode(tok, [p[1] for p in pos], args.seq_len)
     task = SimCSE(Vocab.from_tokenizer(tok), {"mode": "supervised", "init": str(src), "pooling": "mean"})
     module = task.build(model.config)
     source = ArraySource({"input_ids": a, "attention_mask": am, "pair_input_ids": b, "pair_attention_mask": bm},
-                         32, seed=0)
-    cfg = TrainConfig(steps=args.steps, batch_size=32, lr=3e-5, warmup=max(1, args.steps // 10), threads=1,
+                         args.batch_size, seed=0)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=3e-5, warmup=max(1, args.steps // 10), threads=1,
                       log_every=10)
     trainer = Trainer(task, model.config, cfg, source, Path(args.runs) / "sup", module=module, progress=False)
     trainer.fit()

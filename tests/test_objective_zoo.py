@@ -75,10 +75,14 @@ def test_word_masking_selects_whole_words_at_the_configured_rate():
     assert abs(sel.sum() / eligible - 0.15) < 0.01  # tokens: the same rate in expectation
 
 
-def test_word_ids_start_a_word_after_a_window_edge():
-    eligible = np.array([False, True, True, True, False, True])
-    starts = np.array([False, False, False, True, False, False])  # token 1 continues a cut word
-    assert word_ids(eligible, starts).tolist() == [-1, 0, 0, 1, -1, 2]
+def test_word_ids_start_a_word_after_a_window_edge_and_skip_unknowns():
+    eligible = np.array([False, True, True, True, False, True, True])
+    starts = np.array([False, False, False, True, False, False, True])  # token 1 continues a cut word
+    assert word_ids(eligible, starts).tolist() == [-1, 0, 0, 1, -1, 1, 2]  # token 4 ([UNK]) splits nothing
+    from sesame.objectives.masking import entity_groups
+
+    words = word_ids(eligible, starts)
+    assert entity_groups(eligible, words, np.array([0, 0, 0, 5, 5, 5, 0])).tolist() == [-1, 0, 0, 1, -1, 1, 2]
 
 
 def test_budget_runs_follow_the_length_distribution_and_fill_the_budget():
@@ -352,17 +356,38 @@ def test_pretrain_electra_writes_discriminator_and_generator_and_exports(corpus,
             torch.testing.assert_close(hf(input_ids=ids).logits, model(ids).logits[head], atol=1e-4, rtol=1e-4)
 
 
+TAGGED = ["中共中央/nt  总书记/n  、/w  国家/n  主席/n  江/nr  泽民/nr  发表/v  新年/t  讲话/n  。/w",
+          "北京/ns  的/u  记者/n  兰/nr  红光/nr  摄/Vg  ，/w  新华社/nt  报道/v  。/w",
+          "同胞/n  们/k  、/w  朋友/n  们/k  ，/w  上海/ns  和/c  广州/ns  欢迎/v  你/r  。/w"]
+
 RECIPES = ["bert-wwm-tiny-zh", "ernie-tiny-zh", "spanbert-tiny-en", "electra-tiny-en", "bert-nsp-tiny-en",
            "unilm-tiny-en"]
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipes_build_and_run_a_few_steps(corpus, tmp_path, recipe):
-    plain = ['data.format="auto"', 'data.segmenter="auto"'] if recipe == "ernie-tiny-zh" else []
+    if recipe == "ernie-tiny-zh":  # People's Daily format: gold words, nr/ns/nt entities
+        corpus = tmp_path / "tagged.txt"
+        corpus.write_text("\n".join(TAGGED) * 12, encoding="utf-8")
     run = tiny(ROOT / "recipes" / f"{recipe}.toml", corpus, "train.steps=2", "train.precision=fp32",
-               "data.workers=1", *plain)
+               "data.workers=1")
     summary = pretrain(run, tmp_path / recipe, progress=False, say=lambda s: None)
     assert summary["steps"] == 2 and math.isfinite(summary["loss"])
+    if recipe == "ernie-tiny-zh":  # the corpus' entity spans reach the batch and are masked whole
+        from sesame.data import Corpus, PackedWindows
+        from sesame.tokenize import Tokenizer
+
+        shards = Corpus(tmp_path / recipe / "corpus")
+        assert shards.meta["num_entities"] > 0
+        ds = PackedWindows(shards, 32)
+        rows = [ds.example(i) for i in range(len(ds))]
+        batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+        vocab = Vocab.from_tokenizer(Tokenizer.load(tmp_path / recipe / "tokenizer.json"))
+        out = MLM(vocab, {"unit": "entity", "stages": {"entity": 1.0}}).transform(batch, np.random.default_rng(0))
+        sel = out["labels"].numpy() != IGNORE
+        ents, real = batch["entity_ids"], ~np.isin(batch["input_ids"], vocab.special_ids)
+        spans = [sel[r, (ents[r] == k) & real[r]] for r in range(len(ents)) for k in range(1, ents[r].max() + 1)]
+        assert spans and all(w.all() or not w.any() for w in spans) and any(w.all() for w in spans)
 
 
 # ---- UniLM -----------------------------------------------------------------------------

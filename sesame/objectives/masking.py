@@ -16,7 +16,8 @@ sequence with runs of consecutive words whose lengths come from a distribution
 clipped at ``max_span``); each run's start is uniform among the places it fits
 without overlapping an earlier one, so accepted lengths follow the distribution
 exactly (the last run is cut to the budget). Only non-special, non-padding tokens
-are eligible; a word split by a window edge starts where the window does."""
+are eligible; a word split by a window edge starts where the window does.
+Groups are contiguous runs of eligible tokens."""
 from __future__ import annotations
 
 import numpy as np
@@ -42,22 +43,28 @@ def clipped_geometric(p: float, max_len: int) -> np.ndarray:
 
 
 def word_ids(eligible: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """(T,) word number of each eligible token (-1 elsewhere) for one sequence: a word
-    begins at a recorded start or at the first eligible token after a non-eligible one."""
-    begin = eligible & (starts | ~np.concatenate([[False], eligible[:-1]]))
-    ids = np.cumsum(begin) - 1
-    return np.where(eligible, ids, -1)
+    """(T,) word number of each eligible token (-1 elsewhere) for one sequence. Words begin
+    at the recorded starts and at the first eligible token (a word cut by the window's
+    edge); a non-eligible token inside a word ([UNK]) does not split it."""
+    idx = np.flatnonzero(eligible)
+    begin = starts[idx].astype(bool)
+    if len(idx):
+        begin[0] = True
+    out = np.full(len(eligible), -1, dtype=np.int64)
+    out[idx] = np.cumsum(begin) - 1
+    return out
 
 
 def entity_groups(eligible: np.ndarray, words: np.ndarray, entity: np.ndarray) -> np.ndarray:
     """Groups for ERNIE's entity stage: each entity span is one group, every word outside
-    an entity is one group (-1 at non-eligible tokens)."""
-    key = np.where(entity > 0, -entity, words)  # entities get negative keys, words keep theirs
-    key = np.where(eligible, key, np.iinfo(np.int64).min)
-    change = np.ones(len(key), dtype=bool)
+    an entity is one group (-1 at non-eligible tokens, which never split a group)."""
+    idx = np.flatnonzero(eligible)
+    key = np.where(entity[idx] > 0, -entity[idx], words[idx])  # entities negative, words their number
+    change = np.ones(len(idx), dtype=bool)
     change[1:] = key[1:] != key[:-1]
-    ids = np.cumsum(change & eligible) - 1
-    return np.where(eligible, ids, -1)
+    out = np.full(len(eligible), -1, dtype=np.int64)
+    out[idx] = np.cumsum(change) - 1
+    return out
 
 
 def budget_runs(n_words: int, budget: int, pmf: np.ndarray, rng: np.random.Generator) -> list[tuple[int, int]]:
