@@ -519,3 +519,35 @@ def test_simcse_minilm_recipe_builds_and_runs(corpus, tmp_path):
 
     with pytest.raises(ConfigError, match="another shape"):
         SimCSE(VOCAB, {"init": str(src)}).build(CFG)
+
+
+def test_composed_loss_accumulates_exactly():
+    """Split a batch into micro-batches: summed losses over the global count give the
+    full-batch gradient (the Task seam's contract, kept by counting every part's targets)."""
+    torch.manual_seed(0)
+    task = build_objective(objective(["mlm", "nsp"], None, "[1.0, 3.0]"), VOCAB)
+    batch = task.transform(pair_batch("next_sentence_label"), np.random.default_rng(0))
+    module = task.build(CFG.replace(heads=["mlm", "nsp"], dropout=0.0, attention_dropout=0.0))
+    full = module(batch)
+    (full.loss / full.count).backward()
+    want = {k: p.grad.clone() for k, p in module.named_parameters() if p.grad is not None}
+    module.zero_grad()
+    parts = [{k: v[s] for k, v in batch.items()} for s in (slice(0, 2), slice(2, 6))]
+    total = sum(task.count(p) for p in parts)
+    assert total == full.count
+    for p in parts:
+        (module(p).loss / total).backward()
+    for k, g in want.items():
+        torch.testing.assert_close(dict(module.named_parameters())[k].grad, g, atol=1e-6, rtol=1e-5, msg=k)
+
+
+@pytest.mark.parametrize("preset, label", [("bert-base", "next_sentence_label"), ("albert-base", "sentence_order_label")])
+def test_pair_presets_train_every_head_they_declare(preset, label):
+    run = load_config(preset, ["model.vocab_size=1000", "model.hidden=32", "model.layers=2", "model.num_heads=2",
+                               "model.intermediate=64", "model.max_positions=64", "data.seq_len=32"])
+    task = build_objective(run.objective, VOCAB)
+    module = task.build(run.model)
+    module(task.transform(pair_batch(label), np.random.default_rng(0))).loss.backward()
+    for name, head in module.model.heads.items():
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters()), f"{preset}: {name}"
+    assert set(module.model.heads) == {"pooler", *run.model.heads}
