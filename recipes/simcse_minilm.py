@@ -63,47 +63,56 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=0, help="score the first N MRPC test pairs (0: all 1,725)")
     ap.add_argument("--out", default="docs/evidence/simcse/minilm.json")
     ap.add_argument("--runs", default="runs/simcse-evidence")
+    ap.add_argument("--phases", default="before,unsup,sup",
+                    help="which of before / unsup / sup to run; each merges its numbers into --out")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    phases = args.phases.split(",")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = json.loads(out.read_text()) if out.is_file() else {}
+
+    def save(**numbers):
+        result.update(numbers)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(numbers))
+
     src = minilm()
     test_pairs, test_gold = mrpc("test")
     if args.pairs:
         test_pairs, test_gold = test_pairs[:args.pairs], test_gold[:args.pairs]
+    save(set="MRPC test (cosine of mean-pooled vectors vs the 0/1 paraphrase label, Spearman)",
+         steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, pairs=len(test_pairs), threads=1)
     model, tok, _ = load_any(src)
-    result = {"set": "MRPC test (cosine vs 0/1 paraphrase label, Spearman)", "steps": args.steps,
-              "batch_size": args.batch_size, "seq_len": args.seq_len, "pairs": len(test_pairs), "before": similarity((model, tok), test_pairs, test_gold)["spearman"]}
-    print("before", result["before"])
-    t0 = time.time()
-    run = load_config("recipes/simcse-minilm.toml", [
-        f"objective.options.init={str(src)!r}", f"tokenizer.path={str(src / 'tokenizer.json')!r}",
-        f"train.steps={args.steps}", f"train.save_every={args.steps}", "train.threads=1", "data.workers=1",
-        f"train.warmup={max(1, args.steps // 10)}", f"train.batch_size={args.batch_size}",
-        f"data.seq_len={args.seq_len}"])
-    pretrain(run, Path(args.runs) / "unsup", progress=False, say=lambda s: None)
-    result["unsupervised"] = similarity(Path(args.runs) / "unsup" / "model", test_pairs, test_gold)["spearman"]
-    result["unsupervised_seconds"] = round(time.time() - t0, 1)
-    print("unsupervised", result["unsupervised"])
-    t0 = time.time()
-    pairs, gold = mrpc("train")
-    pos = [p for p, g in zip(pairs, gold) if g == 1]
-    a, am = encode(tok, [p[0] for p in pos], args.seq_len)
-    b, bm = encode(tok, [p[1] for p in pos], args.seq_len)
-    task = SimCSE(Vocab.from_tokenizer(tok), {"mode": "supervised", "init": str(src), "pooling": "mean"})
-    module = task.build(model.config)
-    source = ArraySource({"input_ids": a, "attention_mask": am, "pair_input_ids": b, "pair_attention_mask": bm},
-                         args.batch_size, seed=0)
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=3e-5, warmup=max(1, args.steps // 10), threads=1,
-                      log_every=10)
-    trainer = Trainer(task, model.config, cfg, source, Path(args.runs) / "sup", module=module, progress=False)
-    trainer.fit()
-    trainer.close()
-    result["supervised_mrpc_train_positives"] = similarity((module.model, tok), test_pairs, test_gold)["spearman"]
-    result["supervised_seconds"] = round(time.time() - t0, 1)
-    print("supervised", result["supervised_mrpc_train_positives"])
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    if "before" in phases:
+        save(before=similarity((model, tok), test_pairs, test_gold)["spearman"])
+    if "unsup" in phases:
+        t0 = time.time()
+        run = load_config("recipes/simcse-minilm.toml", [
+            f"objective.options.init={str(src)!r}", f"tokenizer.path={str(src / 'tokenizer.json')!r}",
+            f"train.steps={args.steps}", f"train.save_every={args.steps}", "train.threads=1", "data.workers=1",
+            f"train.warmup={max(1, args.steps // 10)}", f"train.batch_size={args.batch_size}",
+            f"data.seq_len={args.seq_len}"])
+        pretrain(run, Path(args.runs) / "unsup", progress=False, say=lambda s: None)
+        save(unsupervised_wikitext2=similarity(Path(args.runs) / "unsup" / "model", test_pairs, test_gold)["spearman"],
+             unsupervised_seconds=round(time.time() - t0, 1))
+    if "sup" in phases:
+        t0 = time.time()
+        pairs, gold = mrpc("train")
+        pos = [p for p, g in zip(pairs, gold) if g == 1]
+        a, am = encode(tok, [p[0] for p in pos], args.seq_len)
+        b, bm = encode(tok, [p[1] for p in pos], args.seq_len)
+        task = SimCSE(Vocab.from_tokenizer(tok), {"mode": "supervised", "init": str(src), "pooling": "mean"})
+        module = task.build(model.config)
+        source = ArraySource({"input_ids": a, "attention_mask": am, "pair_input_ids": b, "pair_attention_mask": bm},
+                             args.batch_size, seed=0)
+        cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=3e-5, warmup=max(1, args.steps // 10),
+                          threads=1, log_every=10)
+        trainer = Trainer(task, model.config, cfg, source, Path(args.runs) / "sup", module=module, progress=False)
+        trainer.fit()
+        trainer.close()
+        save(supervised_mrpc_train_positives=similarity((module.model, tok), test_pairs, test_gold)["spearman"],
+             supervised_seconds=round(time.time() - t0, 1))
 
 
 if __name__ == "__main__":
