@@ -119,6 +119,8 @@ def pretrain(run: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
     for note in prep.notes:
         say(note)
     task = build_task(prep.config, prep.tokenizer)
+    if hasattr(task, "check_corpus"):
+        task.check_corpus(prep.corpus)  # e.g. entity masking on a corpus without entity spans
     trainer = Trainer.from_run_config(task, prep.config, prep.train, run_dir, prep.eval,
                                       on_log=on_log, on_eval=on_eval, progress=progress)
     try:

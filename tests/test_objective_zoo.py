@@ -551,3 +551,9 @@ def test_pair_presets_train_every_head_they_declare(preset, label):
     for name, head in module.model.heads.items():
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters()), f"{preset}: {name}"
     assert set(module.model.heads) == {"pooler", *run.model.heads}
+
+
+def test_entity_masking_refuses_a_corpus_without_entities(corpus, tmp_path):
+    with pytest.raises(ConfigError, match="recorded none"):
+        pretrain(tiny("test-encoder", corpus, 'objective.options={unit="entity"}'), tmp_path / "e",
+                 progress=False, say=lambda s: None)

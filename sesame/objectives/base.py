@@ -109,6 +109,12 @@ class Objective(Task):
     def check_parts(self, parts: list["Objective"]) -> None:
         """Fail when this part cannot work beside ``parts`` (e.g. SBO without span masking)."""
 
+    def check_corpus(self, corpus) -> None:
+        """Fail when the prepared corpus lacks records this objective reads."""
+        from sesame.objectives.masking import check_corpus
+
+        check_corpus(self.opts, corpus)
+
     def score(self, out, batch, model) -> tuple[torch.Tensor, int, dict]:
         raise NotImplementedError
 

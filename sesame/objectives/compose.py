@@ -46,6 +46,10 @@ class Composite(Task):
     def count(self, batch) -> int:
         return sum(p.count(batch) for p in self.parts)
 
+    def check_corpus(self, corpus) -> None:
+        for p in self.parts:
+            p.check_corpus(corpus)
+
     def build(self, model_config):
         archs = set(self.parts[0].archs).intersection(*(p.archs for p in self.parts))
         if model_config.arch not in archs:

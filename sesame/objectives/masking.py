@@ -27,6 +27,18 @@ from sesame.errors import ConfigError
 UNITS = ("token", "word", "ngram", "entity", "span")
 
 
+def check_corpus(opts, corpus) -> None:
+    """Refuse masking by entities on a corpus that recorded none (it would silently be
+    word masking)."""
+    if getattr(opts, "unit", "token") == "entity" and opts.stages.get("entity", 0) > 0 \
+            and not corpus.meta.get("num_entities"):
+        raise ConfigError(
+            f"objective.options.unit = 'entity' masks the corpus' entity spans, but {corpus.path} recorded none; "
+            "prepare it with data.entities (a phrase lexicon) or from tagged/CoNLL inputs, or set "
+            "objective.options.stages.entity = 0"
+        )
+
+
 def special_table(vocab, ids: np.ndarray) -> np.ndarray:
     special = np.zeros(max(vocab.size, int(ids.max(initial=0)) + 1), dtype=bool)
     special[list(vocab.special_ids)] = True
