@@ -225,9 +225,12 @@ def test_configs_that_ask_for_what_nothing_does_fail_at_build():
         load_config("test-encoder", ['objective.name=["mlm", "nsp"]', 'objective.options={unit="word"}'])
     with pytest.raises(ConfigError, match="weights has 2 values for 1"):
         load_config("test-encoder", ['objective.name=["mlm"]', "objective.weights=[1.0, 2.0]"])
-    parts = load_config("test-encoder", ['objective.parts=[{name="mlm", weight=0.5, options={unit="word"}}]'])
-    (part,) = parts.objective.resolved()
-    assert part.weight == 0.5 and part.options == {"unit": "word"}
+    parts = load_config("test-encoder", ['objective.parts=[{name="mlm", options={unit="word"}}, '
+                                         '{name="sbo", weight=0.5}]', 'model.heads=["mlm", "sbo"]'])
+    mlm, sbo = parts.objective.resolved()
+    assert mlm.options == {"unit": "word"} and sbo.weight == 0.5 and mlm.weight == 1.0
+    with pytest.raises(ConfigError, match="trained alone"):
+        load_config("test-encoder", ['objective.parts=[{name="mlm", weight=0.5}]'])
     for preset, names in (("bert-base", ["mlm", "nsp"]), ("albert-base", ["mlm", "sop"]),
                           ("electra-small", ["electra"]), ("bert-tiny", ["mlm"])):
         assert load_config(preset).objective.names == names

@@ -48,6 +48,9 @@ class ObjectiveConfig(Section):
         for p in parts:
             if p.weight <= 0:
                 raise ConfigError(f"objective part {p.name!r} has weight {p.weight}; weights must be positive")
+        if len(parts) == 1 and parts[0].weight != 1.0:
+            raise ConfigError(f"a weight scales one objective against others, but {names[0]!r} is trained alone "
+                              f"(weight {parts[0].weight}); drop the weight (or change train.lr)")
 
     def resolved(self) -> list[Part]:
         """The parts to train, in order (a single objective is one part of weight 1)."""

@@ -137,8 +137,8 @@ class SharedModule(nn.Module):
     target of every part counts once in the shared denominator, and a weight scales a
     part's per-target loss. So the loss stays a sum over the global batch divided by
     one global count, and gradient accumulation stays exact. (BERT's reference code
-    adds per-part *means*; with ~19 masked tokens per 128-token sequence, an NSP
-    weight of about 19 reproduces that balance.) With several parts each part's
+    adds per-part *means*; with ~17-19 masked tokens per 128-token sequence, an NSP
+    weight of that size reproduces that balance.) With several parts each part's
     ``loss`` and metrics are logged under its name (``nsp_accuracy``, ...)."""
 
     def __init__(self, model: nn.Module, parts: list[Objective], weights: list[float]):
