@@ -544,7 +544,8 @@ def test_composed_loss_accumulates_exactly():
         torch.testing.assert_close(dict(module.named_parameters())[k].grad, g, atol=1e-6, rtol=1e-5, msg=k)
 
 
-@pytest.mark.parametrize("preset, label", [("bert-base", "next_sentence_label"), ("albert-base", "sentence_order_label")])
+@pytest.mark.parametrize("preset, label", [("bert-base", "next_sentence_label"),
+                                           ("albert-base", "sentence_order_label")])
 def test_pair_presets_train_every_head_they_declare(preset, label):
     run = load_config(preset, ["model.vocab_size=1000", "model.hidden=32", "model.layers=2", "model.num_heads=2",
                                "model.intermediate=64", "model.max_positions=64", "data.seq_len=32"])

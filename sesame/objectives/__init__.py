@@ -9,4 +9,5 @@ from sesame.objectives.sentence import NSP, SOP
 from sesame.objectives.simcse import SimCSE
 from sesame.objectives.unilm import UniLM
 
-__all__ = ["IGNORE", "Vocab", "CLM", "MLM", "NSP", "SOP", "SBO", "ELECTRA", "UniLM", "SimCSE", "Composite", "build_objective"]
+__all__ = ["IGNORE", "Vocab", "CLM", "MLM", "NSP", "SOP", "SBO", "ELECTRA", "UniLM", "SimCSE", "Composite",
+           "build_objective"]
