@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from sesame.config.base import Section, choice
 from sesame.errors import ConfigError
@@ -44,6 +45,7 @@ class ModelConfig(Section):
     activation: str = "gelu"
     feedforward: str = "mlp"
     attention: str = "full"
+    attention_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # the kernel's own table (strict keys)
     attention_scale: float | None = None  # default 1/sqrt(head_dim); T5 uses 1.0
     bias: bool = True
     dropout: float = 0.1

@@ -30,11 +30,11 @@ class Context:
 
 
 class Block(nn.Module):
-    def __init__(self, config: ModelConfig, cross: bool = False, needed: set[str] = frozenset()):
+    def __init__(self, config: ModelConfig, cross: bool = False, needed: set[str] = frozenset(), layer: int = 0):
         super().__init__()
         norm = lambda: build_norm(config.norm, config.hidden, config.norm_eps)  # noqa: E731
         self.prenorm = config.prenorm
-        self.attn = SelfAttention(config, needed)
+        self.attn = SelfAttention(config, needed, layer)
         self.attn_norm = norm()
         self.cross = CrossAttention(config) if cross else None
         self.cross_norm = norm() if cross else None
@@ -74,7 +74,7 @@ class Stack(nn.ModuleList):
 
     def __init__(self, config: ModelConfig, layers: int, cross: bool = False, needed=frozenset()):
         count = 1 if config.share_layers else layers
-        super().__init__(Block(config, cross, needed) for _ in range(count))
+        super().__init__(Block(config, cross, needed, layer=i) for i in range(count))
         self.depth = layers
         self.shared = config.share_layers
 

@@ -16,7 +16,7 @@ from sesame.nn.layout import FEATURES, Layout
 @register("attention", "full")
 class FullAttention(Kernel):
     name = "full"
-    supports = frozenset(FEATURES)
+    supports = frozenset(FEATURES) - {"global"}  # global tokens are a Longformer notion
 
     def forward(self, q, k, v, layout: Layout, bias: torch.Tensor | None = None):
         tq, tk = q.shape[2], k.shape[2]
