@@ -171,7 +171,7 @@ class LongformerAttention(Kernel):
                     x = x.reshape(x.shape[0], x.shape[1], m, delta, *x.shape[3:]).transpose(2, 3)
                     return x.reshape(x.shape[0], x.shape[1] * delta, m, *x.shape[4:])
 
-                okf = fold(ok[..., None], False)[..., 0] if ok.dim() == 3 else ok
+                okf = fold(ok.expand(b, len(heads), t)[..., None], False)[..., 0]
                 exf = None
                 if ex is not None:
                     gm = ex[1].expand(b, len(heads), t, ex[1].shape[-1])

@@ -31,8 +31,8 @@ def gaussian_features(m: int, d: int, generator: torch.Generator, orthogonal: bo
         return torch.randn(m, d, generator=generator)
     blocks = []
     for _ in range(math.ceil(m / d)):
-        q, _ = torch.linalg.qr(torch.randn(d, d, generator=generator))
-        blocks.append(q.T)
+        q, r = torch.linalg.qr(torch.randn(d, d, generator=generator))
+        blocks.append((q * torch.sign(torch.diagonal(r))).T)  # sign-fixed: Haar-distributed
     norms = torch.randn(m, d, generator=generator).norm(dim=1, keepdim=True)
     return torch.cat(blocks)[:m] * norms
 
