@@ -15,7 +15,6 @@ from sesame.config.registry import get
 from sesame.errors import ConfigError
 from sesame.models import build_model
 from sesame.nn import Layout
-from sesame.nn.attention.kernel import dense_attention
 from sesame.nn.attention.performer import gaussian_features, softmax_features
 from sesame.nn.cache import LayerCache
 
@@ -183,6 +182,20 @@ def test_longformer_global_tokens_blocked_equals_dense(causal):
     assert amap.probs[0, :, 5].gt(0).sum(-1).min() >= (6 if causal else T)  # the global token sees everything
 
 
+def test_longformer_packed_documents_stay_inside_their_document():
+    q, k, v = qkv(4)
+    docs = torch.tensor([[0] * 6 + [1] * 7, [0] * 9 + [1] * 4])
+    ker = kernel("longformer", {"window": 4, "dilation": [1, 2, 1, 1]})
+    for causal in (False, True):
+        layout = Layout(causal=causal, doc_ids=docs)
+        out = ker(q, k, v, layout)
+        close(out, ker.attend_with_map(q, k, v, layout)[0])
+        first = ker(q[:1, :, :6], k[:1, :, :6], v[:1, :, :6], Layout(causal=causal))
+        close(out[:1, :, :6], first)
+        second = ker(q[:1, :, 6:], k[:1, :, 6:], v[:1, :, 6:], Layout(causal=causal))
+        close(out[:1, :, 6:], second)
+
+
 # ---- padding and fully masked rows -------------------------------------------
 @pytest.mark.parametrize("name", KERNELS)
 def test_fully_masked_rows_are_zeros_and_gradients_finite(name):
@@ -230,6 +243,19 @@ def test_cache_on_equals_cache_off(name):
         reordered.state = dict(layer.state)
         reordered.reorder(torch.tensor([1, 0]))
         assert torch.equal(reordered.state["S"][0], layer.state["S"][1])
+
+
+@pytest.mark.parametrize("name", ["linear", "performer"])
+def test_encoder_decoder_cache_on_equals_cache_off(name):
+    model = build_model(config(name, arch="encoder-decoder", heads=["lm"], prenorm=True, type_vocab_size=0)).eval()
+    src, src_mask = torch.randint(0, 50, (2, 7)), torch.tensor([[1] * 7, [1] * 5 + [0] * 2])
+    tgt = torch.randint(0, 50, (2, 6))
+    with torch.no_grad():
+        whole = model(src, src_mask, decoder_input_ids=tgt).logits["lm"]
+        memory = model(src, src_mask).memory
+        cache = model.new_cache()
+        steps = [model.step(tgt[:, t:t + 1], cache, memory=memory, memory_mask=src_mask)[0] for t in range(6)]
+    close(torch.cat(steps, 1), whole)
 
 
 def test_lsh_refuses_to_decode_with_a_cache():

@@ -88,3 +88,14 @@ def test_longformer_classifier_puts_global_attention_on_cls_and_convert_round_tr
     back = transformers.LongformerForSequenceClassification.from_pretrained(tmp_path / "back").eval()
     for key, value in hf.state_dict().items():
         assert torch.equal(value, back.state_dict()[key]), key
+
+
+def test_export_refuses_a_kernel_the_hf_architecture_does_not_compute(tmp_path):
+    from sesame.config import ModelConfig
+    from sesame.errors import ConversionError
+    from sesame.models import build_model
+
+    model = build_model(ModelConfig(family="bert", vocab_size=50, hidden=32, layers=1, num_heads=4,
+                                    intermediate=48, attention="linear"))
+    with pytest.raises(ConversionError, match="model.attention = 'linear'"):
+        to_hf(model, tmp_path / "out")

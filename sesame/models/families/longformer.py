@@ -73,4 +73,5 @@ FAMILY = register("family", "longformer")(Family(
     body_rules=body_rules,
     head_rules=roberta.head_rules,
     architecture=architecture,
+    attention=("longformer",),
 ))

@@ -6,4 +6,5 @@ from sesame.nn.attention.multihead import CrossAttention, SelfAttention
 # efficient kernels (issue 13), registered on import
 from sesame.nn.attention import linear, linformer, longformer, lsh, performer  # noqa: E402,F401
 
-__all__ = ["AttentionMap", "dense_attention", "Kernel", "FullAttention", "build_kernel", "SelfAttention", "CrossAttention"]
+__all__ = ["AttentionMap", "dense_attention", "Kernel", "FullAttention", "build_kernel", "SelfAttention",
+           "CrossAttention"]

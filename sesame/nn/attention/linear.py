@@ -57,7 +57,8 @@ def softplus(x: torch.Tensor) -> torch.Tensor:
 
 # reasons shared by the kernels that never form T×T scores
 NO_DENSE = {
-    "documents": "packed documents need a per-document state; pack without doc_ids",
+    "documents": "packed documents would need a state per document; for clm set "
+                 "objective.options.within_documents = false",
     "prefix": "a prefix-LM mask is not a plain causal prefix sum",
     "explicit": "an explicit mask needs the T×T matrix this kernel never forms",
     "bias": "a score bias (T5 buckets, ALiBi) needs the T×T scores; use rotary or learned positions",

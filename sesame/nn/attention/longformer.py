@@ -10,6 +10,7 @@ dilated, plus global attention on chosen tokens.
 * Global tokens (``Layout.global_mask``, or ``global_positions`` such as [0] for
   [CLS]): every query also attends to them, and they attend to every key through
   their own q/k/v projections (``global_qkv``, as in the paper and HF).
+* Packed documents (``Layout.doc_ids``) keep each window inside its document.
 
 The window is computed in blocks of w = window // 2 queries against the three
 blocks around them (two when causal): scores take O(T·w) memory and no T×T mask
@@ -51,10 +52,19 @@ def softmax_rows(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.softmax(scores, -1) * mask.any(-1, keepdim=True)
 
 
+def fold(x: torch.Tensor, delta: int, value=0.0) -> torch.Tensor:
+    """(B, H, T, ...) -> (B, H·δ, ⌈T/δ⌉, ...): the δ interleaved subsequences as extra heads."""
+    pad = (-x.shape[2]) % delta
+    x = F.pad(x, (0, 0) * (x.dim() - 3) + (0, pad), value=value)
+    m = x.shape[2] // delta
+    x = x.reshape(x.shape[0], x.shape[1], m, delta, *x.shape[3:]).transpose(2, 3)
+    return x.reshape(x.shape[0], x.shape[1] * delta, m, *x.shape[4:])
+
+
 class LongformerAttention(Kernel):
     name = "longformer"
-    supports = frozenset({"causal", "padding", "global"})
-    reasons = {k: v for k, v in NO_DENSE.items() if k != "global"}
+    supports = frozenset({"causal", "padding", "global", "documents"})
+    reasons = {k: v for k, v in NO_DENSE.items() if k not in ("global", "documents")}
     reasons["cross"] = "a sliding window has no meaning between two sequences"
     Options = LongformerOptions
     takes_hidden = True
@@ -112,8 +122,9 @@ class LongformerAttention(Kernel):
         return idx.expand(b, -1), valid.expand(b, -1)
 
     # ---- the sliding window, in blocks ---------------------------------
-    def _band(self, q, k, v, key_ok, causal, extra=None):
-        """q, k, v (B, H, T, D); key_ok (B, H|1, T) bool; ``extra``: (scores (B, H, T, G),
+    def _band(self, q, k, v, key_ok, causal, extra=None, doc=None):
+        """q, k, v (B, H, T, D); key_ok (B, H|1, T) bool; ``doc``: (B, H|1, T) document ids
+        or None; ``extra``: (scores (B, H, T, G),
         mask, values (B, H, G, D)) of global keys, joined into each query's softmax."""
         b, h, t, d = q.shape
         w = self.w
@@ -130,6 +141,10 @@ class LongformerAttention(Kernel):
         band = (rel >= -w) & (rel <= (0 if causal else w))
         ok = F.pad(key_ok, (c, pad + right), value=False).unfold(-1, span, c)  # (B, H|1, n, span)
         mask = band & ok[:, :, :, None, :]
+        if doc is not None:  # packed documents: keys only from the query's own document
+            dq = F.pad(doc, (0, pad), value=-1).view(doc.shape[0], doc.shape[1], n, c)
+            dk = F.pad(doc, (c, pad + right), value=-1).unfold(-1, span, c)
+            mask = mask & (dq[..., :, None] == dk[..., None, :])
         scores = scores.reshape(b, h, n * c, span)
         mask = mask.reshape(mask.shape[0], mask.shape[1], n * c, span).expand(b, h, n * c, span)
         if extra is not None:
@@ -148,38 +163,33 @@ class LongformerAttention(Kernel):
             out = out + probs[..., span:] @ g_values
         return out[:, :, :t]
 
-    def _dilated(self, q, k, v, key_ok, causal, extra):
+    def _dilated(self, q, k, v, key_ok, causal, extra, doc=None):
         """Run the band per group of heads sharing a dilation δ, on δ interleaved subsequences."""
         b, h, t, d = q.shape
         out = torch.empty_like(q)
         for delta in sorted(set(self.dilation)):
             heads = [i for i, x in enumerate(self.dilation) if x == delta]
             idx = torch.tensor(heads, device=q.device)
-            sel = lambda x: x if len(heads) == h else x.index_select(1, idx)  # noqa: E731
-            qs, ks, vs = sel(q), sel(k), sel(v)
-            ok = key_ok if key_ok.shape[1] == 1 else sel(key_ok)
-            ex = None if extra is None else (sel(extra[0]), extra[1] if extra[1].shape[1] == 1 else sel(extra[1]),
-                                             sel(extra[2]))
+            g = len(heads)
+
+            def sel(x, idx=idx, g=g):
+                return x if g == h or x.shape[1] == 1 else x.index_select(1, idx)
+
+            qs, ks, vs, ok = sel(q), sel(k), sel(v), sel(key_ok)
+            dc = None if doc is None else doc[:, None]
+            ex = None if extra is None else (sel(extra[0]), sel(extra[1]), sel(extra[2]))
             if delta == 1:
-                res = self._band(qs, ks, vs, ok, causal, ex)
+                res = self._band(qs, ks, vs, ok, causal, ex, dc)
             else:
-                pad = (-t) % delta
-                m = (t + pad) // delta
-
-                def fold(x, value=0.0):  # (B, H, T, ...) -> (B, H·δ, T/δ, ...)
-                    x = F.pad(x, (0, 0) * (x.dim() - 3) + (0, pad), value=value)
-                    x = x.reshape(x.shape[0], x.shape[1], m, delta, *x.shape[3:]).transpose(2, 3)
-                    return x.reshape(x.shape[0], x.shape[1] * delta, m, *x.shape[4:])
-
-                okf = fold(ok.expand(b, len(heads), t)[..., None], False)[..., 0]
+                okf = fold(ok.expand(b, g, t)[..., None], delta, False)[..., 0]
                 exf = None
                 if ex is not None:
-                    gm = ex[1].expand(b, len(heads), t, ex[1].shape[-1])
-                    exf = (fold(ex[0]), fold(gm, False), ex[2].repeat_interleave(delta, 1))
-                res = self._band(fold(qs), fold(ks), fold(vs), okf, causal, exf)
-                res = res.reshape(b, len(heads), delta, m, d).transpose(2, 3).reshape(b, len(heads), m * delta, d)
-                res = res[:, :, :t]
-            out = res if len(heads) == h else out.index_copy(1, idx, res)
+                    gm = ex[1].expand(b, g, t, ex[1].shape[-1])
+                    exf = (fold(ex[0], delta), fold(gm, delta, False), ex[2].repeat_interleave(delta, 1))
+                dcf = None if dc is None else fold(dc.expand(b, g, t)[..., None], delta, -1)[..., 0]
+                res = self._band(fold(qs, delta), fold(ks, delta), fold(vs, delta), okf, causal, exf, dcf)
+                res = res.reshape(b, g, delta, -1, d).transpose(2, 3).reshape(b, g, -1, d)[:, :, :t]
+            out = res if g == h else out.index_copy(1, idx, res)
         return out
 
     # ---- the kernel ------------------------------------------------------
@@ -196,6 +206,9 @@ class LongformerAttention(Kernel):
         key_ok = torch.ones(b, 1, tk, dtype=torch.bool, device=q.device) if layout.key_padding is None \
             else layout.key_padding.bool()[:, None]
         extra = None
+        if glob is not None and layout.doc_ids is not None:
+            raise ConfigError("longformer global tokens with packed documents are not supported; "
+                              "give one document per sequence")
         if glob is not None:
             idx, valid = glob
             is_global = torch.zeros(b, tk, dtype=torch.bool, device=q.device).scatter(1, idx, valid)
@@ -208,7 +221,8 @@ class LongformerAttention(Kernel):
                 g_mask = g_mask & (idx[:, None, None, :] <= torch.arange(tq, device=q.device)[:, None])
             extra = (g_scores, g_mask, vg)
             key_ok = key_ok & ~is_global[:, None]  # global keys join through ``extra``, once
-        out = self._dilated(q, k, v, key_ok, layout.causal, extra)
+        doc = None if layout.doc_ids is None else layout.doc_ids.long()
+        out = self._dilated(q, k, v, key_ok, layout.causal, extra, doc)
         if glob is not None:
             out = self._global_rows(out, x, layout, glob)
         return out
@@ -266,6 +280,9 @@ class LongformerAttention(Kernel):
         mask = (rel >= 0) & (rel <= self.w * dil) & (rel % dil == 0)  # (H, tq, keys)
         if layout.key_padding is not None:
             mask = mask & layout.key_padding.bool()[:, None, None, lo:]
+        if layout.doc_ids is not None:
+            docs = layout.doc_ids
+            mask = mask & (docs[:, None, -tq:, None] == docs[:, None, None, lo:])
         scores = (q @ ks.transpose(-1, -2)).float() * self.scale
         probs = softmax_rows(scores, mask.expand_as(scores))
         return probs.to(v.dtype) @ vs
@@ -293,6 +310,8 @@ class LongformerAttention(Kernel):
                 reach = reach & (rel <= 0)
             mask = (mask & ~is_global[:, None, None, :]) | reach
         mask = mask & key_ok[:, None, None, :]
+        if layout.doc_ids is not None:
+            mask = mask & (layout.doc_ids[:, None, :, None] == layout.doc_ids[:, None, None, :])
         scores = (q @ k.transpose(-1, -2)).float() * self.scale
         probs = softmax_rows(scores, mask)
         if glob is not None:
