@@ -31,6 +31,7 @@ from sesame.errors import ConfigError
 from sesame.nn.attention.kernel import AttentionMap, Kernel
 from sesame.nn.attention.linear import NO_DENSE
 from sesame.nn.layout import Layout
+from sesame.nn.reversible import recomputing
 
 SELF_SCORE = -1e5
 
@@ -74,7 +75,7 @@ class LSHAttention(Kernel):
         r = self.opts.rounds
         if n == 1:
             return torch.zeros(b, h, r, t, dtype=torch.long, device=q.device)
-        draw = self.calls if self.training else 0
+        draw = (self.calls - 1 if recomputing() else self.calls) if self.training else 0  # replay: the same draw
         gen = torch.Generator().manual_seed(self.opts.seed * 1_000_003 + self.layer * 10_007 + draw)
         rot = torch.randn(d, r, n // 2, generator=gen).to(q.device)
         proj = torch.einsum("bhtd,drk->bhrtk", q.float(), rot)
@@ -90,7 +91,7 @@ class LSHAttention(Kernel):
         b, h, t, d = q.shape
         r = self.opts.rounds
         codes = self.hash(q, self.buckets(t))
-        if self.training:
+        if self.training and not recomputing():
             self.calls += 1
         pos = torch.arange(t, device=q.device)
         order = (codes * t + pos).argsort(-1)  # (B, H, R, T): sorted by bucket, then position

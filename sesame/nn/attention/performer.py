@@ -23,6 +23,7 @@ from sesame.config.base import Section
 from sesame.config.registry import register
 from sesame.errors import ConfigError
 from sesame.nn.attention.linear import LinearAttention
+from sesame.nn.reversible import recomputing
 
 
 def gaussian_features(m: int, d: int, generator: torch.Generator, orthogonal: bool = True) -> torch.Tensor:
@@ -87,7 +88,7 @@ class PerformerAttention(LinearAttention):
         self.omega.copy_(self.draw().to(self.omega.device))
 
     def featurize(self, q, k):
-        if self.training:
+        if self.training and not recomputing():
             every = self.opts.redraw_every
             if every and self.calls and self.calls % every == 0:
                 self.redraw()
