@@ -16,6 +16,7 @@ Error = ‖out − exact‖ / ‖exact‖ of the layer output. A row that exceed
 limit or memory is recorded as such, not dropped.
 
     python benchmarks/long_attention.py [--lengths 1024 4096 16384 65536] [--threads 1]
+        [--kernels ...] [--exact-max 16384] [--merge]   # --merge adds rows to results.json
 """
 from __future__ import annotations
 
@@ -172,9 +173,14 @@ def forked(kernel: str, t: int, limit: float) -> dict:
     return row
 
 
+KERNELS = ["full", "naive", "longformer", "linear", "performer", "linformer", "lsh", "hf-longformer",
+           "hf-reformer-lsh"]
+
+
 def parent(args) -> int:
-    kernels = ["full", "naive", "longformer", "linear", "performer", "linformer", "lsh",
-               "hf-longformer", "hf-reformer-lsh"]
+    global EXACT_MAX
+    EXACT_MAX = args.exact_max  # read by the forked children
+    kernels = args.kernels
     import torch
     import transformers  # noqa: F401 - imported once, before the children fork
 
@@ -207,20 +213,34 @@ def parent(args) -> int:
                 row.get("skipped") or row.get("failed")
             print(f"{kernel:>16} T={t:>6}: {shown}", flush=True)
     save(args, rows, started)
+    rows = json.loads((Path(args.out) / "results.json").read_text())["rows"]
     plot(rows, Path(args.plot))
     print(table(rows))
     return 0
 
 
+def previous(args) -> tuple[list, list]:
+    """(runs, rows) already in results.json, when --merge."""
+    path = Path(args.out) / "results.json"
+    if not args.merge or not path.is_file():
+        return [], []
+    data = json.loads(path.read_text())
+    return data["runs"], data["rows"]
+
+
 def save(args, rows, started) -> None:
-    meta = {"threads": args.threads, "wall_seconds": round(time.time() - started, 1), "hidden": HIDDEN,
-            "heads": HEADS, "batch": 1, "cpu": cpu_name(), "torch": torch_version(),
-            "load_average_at_end": os.getloadavg()[0],
-            "command": "python benchmarks/long_attention.py " + " ".join(sys.argv[1:])}
+    run = {"threads": args.threads, "wall_seconds": round(time.time() - started, 1), "hidden": HIDDEN,
+           "heads": HEADS, "batch": 1, "cpu": cpu_name(), "torch": torch_version(),
+           "load_average_at_end": round(os.getloadavg()[0], 1),
+           "command": "python benchmarks/long_attention.py " + " ".join(sys.argv[1:])}
+    runs, old = previous(args)
+    new = {(r["kernel"], r["T"]) for r in rows}
+    merged = [r for r in old if (r["kernel"], r["T"]) not in new] + rows
+    merged.sort(key=lambda r: (KERNELS.index(r["kernel"]), r["T"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    tmp.write_text(json.dumps({"runs": runs + [run], "rows": merged}, indent=1))
     tmp.replace(out / "results.json")
 
 
@@ -297,6 +317,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--limit", type=int, default=120, help="seconds per efficient-kernel run")
     ap.add_argument("--full-limit", type=int, default=150, help="seconds per full / HF run")
+    ap.add_argument("--kernels", nargs="+", default=KERNELS, choices=KERNELS)
+    ap.add_argument("--exact-max", type=int, default=EXACT_MAX, help="longest T with an error against SDPA")
+    ap.add_argument("--merge", action="store_true", help="add these rows to the existing results.json")
     ap.add_argument("--out", default=str(ROOT / "docs" / "evidence" / "long-attention"))
     ap.add_argument("--plot", default=str(ROOT / "docs" / "long_attention.png"))
     return parent(ap.parse_args())

@@ -53,6 +53,14 @@ class LSHOptions(Section):
             raise ConfigError("model.attention_options: lsh needs rounds > 0 and chunk > 0")
 
 
+def factors(n: int) -> list[int]:
+    """n buckets as [n] or as two even factors near √n (when n > 128 allows it)."""
+    if n <= 128:
+        return [n]
+    pairs = [(f, n // f) for f in range(2, int(n ** 0.5) + 1, 2) if n % f == 0 and (n // f) % 2 == 0]
+    return list(pairs[-1]) if pairs else [n]
+
+
 @register("attention", "lsh")
 class LSHAttention(Kernel):
     name = "lsh"
@@ -67,19 +75,32 @@ class LSHAttention(Kernel):
     def buckets(self, t: int) -> int:
         if self.opts.buckets:
             return self.opts.buckets
-        return 1 if t <= self.opts.chunk else 2 * math.ceil(t / self.opts.chunk)
+        if t <= self.opts.chunk:
+            return 1
+        n = 2 * math.ceil(t / self.opts.chunk)  # about two chunks per bucket
+        return n if n <= 128 else 64 * math.ceil(n / 64)  # a multiple of 64 factors near √n
 
     def hash(self, q: torch.Tensor, n: int) -> torch.Tensor:
-        """(B, H, R, T) bucket ids."""
+        """(B, H, R, T) bucket ids. Many buckets are hashed as a product of two angular
+        hashes (as Reformer does), so hashing costs O(T·√n), not O(T·n)."""
         b, h, t, d = q.shape
         r = self.opts.rounds
+        codes = torch.zeros(b, h, r, t, dtype=torch.long, device=q.device)
         if n == 1:
-            return torch.zeros(b, h, r, t, dtype=torch.long, device=q.device)
-        draw = (self.calls - 1 if recomputing() else self.calls) if self.training else 0  # replay: the same draw
+            return codes
+        if self.training:
+            draw = self.calls - 1 if recomputing() else self.calls  # a replay hashes as its forward did
+        else:
+            draw = 0
         gen = torch.Generator().manual_seed(self.opts.seed * 1_000_003 + self.layer * 10_007 + draw)
-        rot = torch.randn(d, r, n // 2, generator=gen).to(q.device)
-        proj = torch.einsum("bhtd,drk->bhrtk", q.float(), rot)
-        return torch.cat([proj, -proj], -1).argmax(-1)
+        scale = 1
+        for f in factors(n):
+            rot = torch.randn(d, r, f // 2, generator=gen).to(q.device)
+            proj = torch.einsum("bhtd,drk->bhrtk", q.float(), rot)
+            hi, lo = proj.max(-1), proj.min(-1)  # argmax over [xR; -xR] without building it
+            codes = codes + scale * torch.where(hi.values >= -lo.values, hi.indices, lo.indices + f // 2)
+            scale *= f
+        return codes
 
     def _attend(self, q, v, layout: Layout, want_map: bool = False):
         self.require(layout)
