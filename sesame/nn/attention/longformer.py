@@ -153,7 +153,9 @@ class LongformerAttention(Kernel):
             g_scores, g_mask = F.pad(g_scores, (0, 0, 0, pad)), F.pad(g_mask, (0, 0, 0, pad), value=False)
             scores, mask = torch.cat([scores, g_scores], -1), torch.cat([mask.expand_as(scores), g_mask.expand(
                 b, h, n * c, g_mask.shape[-1])], -1)
-        probs = softmax_rows(scores, mask)
+        # in place on a fresh tensor, and rows that see nothing zeroed on the (T, D) output, not
+        # on the (T, span) probabilities: two fewer score-sized tensors at long T
+        probs = torch.softmax(scores.masked_fill_(~mask, torch.finfo(scores.dtype).min), -1)
         if self.training and self.dropout:
             probs = F.dropout(probs, self.dropout)
         probs = probs.to(v.dtype)
@@ -161,7 +163,7 @@ class LongformerAttention(Kernel):
         out = out.reshape(b, h, n * c, d)
         if extra is not None:
             out = out + probs[..., span:] @ g_values
-        return out[:, :, :t]
+        return (out * mask.any(-1, keepdim=True))[:, :, :t]
 
     def _dilated(self, q, k, v, key_ok, causal, extra, doc=None):
         """Run the band per group of heads sharing a dilation δ, on δ interleaved subsequences."""

@@ -38,7 +38,8 @@ SELF_SCORE = -1e5
 
 @dataclasses.dataclass
 class LSHOptions(Section):
-    """``buckets``: per round, 1 or even (0: about 2·T / chunk); ``rounds``: hash
+    """``buckets``: per round, 1 or even (0: about 2·T / chunk, a multiple of 64 above
+    128, hashed as two factors); ``rounds``: hash
     rounds; ``chunk``: tokens per chunk; ``seed``: of the rotations."""
 
     buckets: int = 0
