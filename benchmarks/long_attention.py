@@ -232,8 +232,10 @@ def save(args, rows, started) -> None:
     run = {"threads": args.threads, "wall_seconds": round(time.time() - started, 1), "hidden": HIDDEN,
            "heads": HEADS, "batch": 1, "cpu": cpu_name(), "torch": torch_version(),
            "load_average_at_end": round(os.getloadavg()[0], 1),
-           "command": "python benchmarks/long_attention.py " + " ".join(sys.argv[1:])}
+           "command": "python benchmarks/long_attention.py " + " ".join(sys.argv[1:]),
+           "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))}
     runs, old = previous(args)
+    runs = [r for r in runs if r.get("started") != run["started"]]  # this run's record, once
     new = {(r["kernel"], r["T"]) for r in rows}
     merged = [r for r in old if (r["kernel"], r["T"]) not in new] + rows
     merged.sort(key=lambda r: (KERNELS.index(r["kernel"]), r["T"]))
@@ -273,7 +275,8 @@ def table(rows) -> str:
         for t in lengths:
             r = cell.get((k, t), {})
             parts.append(f"{r['seconds']:.2f} / {r['peak_mb']:.0f}" if "seconds" in r else
-                         ("not run" if "skipped" in r else "failed" if "failed" in r else "—"))
+                         ("> limit" if "limit" in r.get("skipped", "") else "not run" if "skipped" in r
+                          else "failed" if "failed" in r else "—"))
         errs = [f"{cell[(k, t)]['rel_error']:.3f}" for t in lengths
                 if "rel_error" in cell.get((k, t), {})]
         lines.append(f"| {k} | " + " | ".join(parts) + f" | {' / '.join(errs) or '—'} |")
