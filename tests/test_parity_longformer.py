@@ -65,6 +65,8 @@ def test_longformer_model_parity_with_global_tokens(tmp_path):
         err = (out.hidden[keep] - ref.hidden_states[-1][keep]).abs().max().item()
         err_mlm = (out.logits["mlm"][keep] - ref.logits[keep]).abs().max().item()
         assert max(err, err_mlm) < TOL, (err, err_mlm)
+    plain = model(ids, mask, global_mask=glob.bool()).logits["mlm"]  # the same through the global_mask argument
+    assert torch.equal(plain, ours(model, ids, mask, glob).logits["mlm"])
     to_hf(model, tmp_path / "export")
     back = transformers.LongformerForMaskedLM.from_pretrained(tmp_path / "export").eval()
     with torch.no_grad():
@@ -99,3 +101,14 @@ def test_export_refuses_a_kernel_the_hf_architecture_does_not_compute(tmp_path):
                                     intermediate=48, attention="linear"))
     with pytest.raises(ConversionError, match="model.attention = 'linear'"):
         to_hf(model, tmp_path / "out")
+
+
+def test_full_attention_refuses_a_global_mask():
+    from sesame.config import ModelConfig
+    from sesame.errors import ConfigError
+    from sesame.models import build_model
+
+    model = build_model(ModelConfig(vocab_size=50, hidden=32, layers=1, num_heads=4, intermediate=48))
+    ids = torch.randint(0, 50, (1, 6))
+    with pytest.raises(ConfigError, match="cannot honour global"):
+        model(ids, global_mask=torch.ones(1, 6, dtype=torch.bool))
