@@ -13,10 +13,11 @@
 * Rotations come from a generator seeded by (seed, layer, draw): fixed in eval,
   a new draw per forward pass in training, reproducible either way.
 
-Memory is O(rounds · T · chunk). One bucket, one round and a chunk ≥ T is
+Memory is O(rounds · T · chunk); above 128 buckets a round hashes with two
+rotations whose bucket ids multiply (O(T·√n) for the hash). One bucket, one round and a chunk ≥ T is
 exactly softmax attention under the shared-QK rule. Chunks depend on the whole
 sequence, so decoding with a KV cache is refused (cache on could not equal cache
-off); a causal LSH model trains, but generates only through ``full`` re-encoding."""
+off); a causal LSH model trains and scores, but does not generate token by token."""
 from __future__ import annotations
 
 import dataclasses
