@@ -112,8 +112,7 @@ def distill_pair(tok, cfg, student_layers=2, student_hidden=32, student_heads=4)
 
 
 def test_distilled_student_moves_toward_the_teacher(tok, task, batch):
-    module = distill_pair(tok, {"method": "tinybert-task", "kd": 1.0, "cos": 1.0}, student_hidden=24,
-                          student_heads=4)
+    module = distill_pair(tok, {"method": "kd", "hard": 0.0, "cos": 1.0}, student_hidden=24, student_heads=4)
     opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=3e-3)
     assert all(not p.requires_grad for p in module.teacher.parameters())
     first = None
@@ -158,3 +157,137 @@ def test_bad_student_and_tokenizer_give_clear_errors(tok, tmp_path):
     other = train_tokenizer([str(corpus)], TokenizerConfig(kind="wordpiece", vocab_size=60), show_progress=False)
     with pytest.raises(TokenizerError, match="tokenizer differs"):
         check_tokenizers(tok, other, 30522, 30522)
+
+
+# ---------------------------------------------------------------- pruning
+
+def test_pruned_heads_equal_masked_heads_and_survive_save_load(tok, task, batch, tmp_path):
+    torch.manual_seed(0)
+    model = build_model(tiny(tok, layers=3)).eval()
+    args = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    module = task.module_class(model)
+    score = head_importance(module, model, [batch])
+    chosen = least_important(score, 5, [4, 4, 4])
+    assert sum(map(len, chosen.values())) == 5 and all(len(v) < 4 for v in chosen.values())
+    mask = torch.ones(3, 4)
+    for layer, heads in chosen.items():
+        mask[layer, heads] = 0.0
+    with torch.no_grad(), head_mask(model, mask):
+        ref = model(*args).logits["classify"]
+    before = model.num_parameters()
+    prune_heads(model, chosen)
+    assert model.config.head_counts == [4 - len(chosen.get(i, [])) for i in range(3)]
+    assert model.num_parameters() == before - 5 * (3 * (32 * 8 + 8) + 8 * 32)  # q/k/v rows + biases, out columns
+    with torch.no_grad():
+        assert torch.allclose(model(*args).logits["classify"], ref, atol=1e-5)
+    save_model(model, tmp_path / "pruned")
+    loaded, _ = load_model(tmp_path / "pruned")
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(*args).logits["classify"], ref, atol=1e-5)
+    from sesame.errors import ConversionError
+    from sesame.models.hf import to_hf
+
+    with pytest.raises(ConversionError, match="head"):
+        loaded.config = loaded.config.replace(family="bert")
+        to_hf(loaded, tmp_path / "hf")
+
+
+def test_pruning_more_heads_than_exist_is_refused(tok):
+    model = build_model(tiny(tok, layers=2))
+    with pytest.raises(ConfigError, match="has 8 attention heads"):
+        least_important(torch.rand(2, 4), 8, [4, 4])
+    with pytest.raises(ConfigError, match="cannot prune head"):
+        prune_heads(model, {0: [4]})
+    with pytest.raises(ConfigError, match="leave none"):
+        prune_heads(model, {1: [0, 1, 2, 3]})
+
+
+def test_gradual_magnitude_pruning_reaches_its_sparsity_and_keeps_masks(tok):
+    from sesame.compress.prune import MagnitudeConfig, MagnitudePruner
+
+    torch.manual_seed(0)
+    model = build_model(tiny(tok, layers=2))
+    holder = torch.nn.Module()
+    pruner = MagnitudePruner(model, MagnitudeConfig(sparsity=0.8, every=2, end=10, scope="layer"), 10, holder)
+    assert pruner.target(0) == 0.0 and pruner.target(10) == pytest.approx(0.8)
+    assert 0.0 < pruner.target(5) < 0.8 and pruner.target(5) == pytest.approx(0.8 * (1 - 0.5 ** 3))
+    for step in range(11):
+        pruner.on_step(step)
+        with torch.no_grad():
+            for p in pruner.params.values():
+                p.add_(0.01)  # an optimizer step moves pruned weights; the next step re-masks them
+    pruner.finish()
+    report = pruner.report()
+    assert all(s == pytest.approx(0.8, abs=1e-3) for s in report["matrices"].values())
+    assert sum(1 for k in holder.state_dict() if k.startswith("prune_mask__")) == len(pruner.params)
+    g = MagnitudePruner(model, MagnitudeConfig(sparsity=0.5, scope="global"), 10, torch.nn.Module())
+    g.finish()
+    assert g.report()["overall"] >= 0.5
+
+
+# ---------------------------------------------------------------- LayerDrop and Theseus
+
+def test_layerdrop_rate_zero_is_the_plain_model_and_keeps_subsets(tok, batch):
+    from sesame.compress.surgery import every_other
+
+    torch.manual_seed(0)
+    plain = build_model(tiny(tok, layers=4))
+    torch.manual_seed(0)
+    dropping = build_model(tiny(tok, layers=4, layerdrop=0.0))
+    args = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    plain.train(), dropping.train()
+    assert torch.equal(plain(*args).logits["classify"], dropping(*args).logits["classify"])
+    dropping.body.layers.layerdrop = 0.5
+    torch.manual_seed(3)
+    outs = {tuple(dropping(*args).logits["classify"].flatten().tolist()) for _ in range(6)}
+    assert len(outs) > 1  # layers really drop in training
+    half = keep_layers(plain, every_other(4)).eval()
+    assert half.config.layers == 2
+    with torch.no_grad():
+        hidden = plain.eval()(*args, output_hidden_states=True)
+    assert torch.allclose(half.body.layers[1].ffn_norm.weight, plain.body.layers[2].ffn_norm.weight)
+
+
+def test_theseus_with_p_one_is_the_successor(tok, batch):
+    from sesame.compress.replace import compound, successor
+
+    torch.manual_seed(0)
+    model = build_model(tiny(tok, layers=4))
+    args = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    compound(model, 2, p=1.0)
+    model.train()
+    with torch.no_grad():
+        for p in model.body.layers.succ.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # the successor differs from the predecessor's layers
+        mixed = model(*args).logits["classify"]
+    small = successor(model).train()
+    assert small.config.layers == 2
+    with torch.no_grad():
+        assert torch.allclose(small(*args).logits["classify"], mixed, atol=1e-6)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("body.layers.succ.") for n in trainable)
+    model.body.layers.p = 0.0
+    with torch.no_grad():
+        pred = model(*args).logits["classify"]
+    assert not torch.allclose(pred, mixed)
+
+
+# ---------------------------------------------------------------- quantization
+
+def test_int8_outputs_stay_within_tolerance_and_refuse_to_save(tok, task, batch, tmp_path):
+    from sesame.compress import quantize as Q
+    from sesame.errors import CheckpointError
+
+    torch.manual_seed(0)
+    model = build_model(tiny(tok, layers=2)).eval()
+    args = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    with torch.no_grad():
+        ref = model(*args, output_hidden_states=True).hidden
+        dyn = Q.dynamic(model)(*args).hidden
+        st = Q.static(model, [batch], lambda m, b: task.module_class(m)(b))(*args).hidden
+    scale = ref.abs().max()
+    assert (dyn - ref).abs().max() < 0.05 * scale  # stated tolerance: 5% of the largest activation
+    assert (st - ref).abs().max() < 0.1 * scale
+    assert Q.tensor_bytes(Q.dynamic(model)) < Q.tensor_bytes(model)
+    with pytest.raises(CheckpointError, match="int8"):
+        save_model(Q.dynamic(model), tmp_path / "q")
