@@ -291,3 +291,100 @@ def test_int8_outputs_stay_within_tolerance_and_refuse_to_save(tok, task, batch,
     assert Q.tensor_bytes(Q.dynamic(model)) < Q.tensor_bytes(model)
     with pytest.raises(CheckpointError, match="int8"):
         save_model(Q.dynamic(model), tmp_path / "q")
+
+
+# ---------------------------------------------------------------- end to end on real data (tiny budgets)
+
+FAST = {"steps": 2, "batch_size": 8, "log_every": 1, "threads": 1, "warmup": 0}
+
+
+@pytest.fixture(scope="module")
+def data_dir(shared_data, tmp_path_factory):
+    """The first 60 lines of each real SST-2 split (reading all 67k training lines costs seconds)."""
+    root = tmp_path_factory.mktemp("labeled")
+    (root / "en" / "sst2").mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        lines = (shared_data / "labeled" / "en" / "sst2" / f"{split}.tsv").read_text().splitlines()[:60]
+        (root / "en" / "sst2" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def teacher(tok, data_dir, tmp_path_factory):
+    """A tiny random 4-layer model fine-tuned on 32 SST-2 examples for 2 steps."""
+    cfg = ModelConfig(vocab_size=tok.vocab_size, hidden=32, layers=4, num_heads=4, intermediate=64,
+                      max_positions=64, heads=["mlm"], dropout=0.0, attention_dropout=0.0, family="bert")
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("teacher")
+    save_model(build_model(cfg), root / "base", extra={"tokenizer.json": tok.to_json()})
+    finetune(root / "base", "sst2", root / "ft", FAST, {"max_length": 32}, max_train=32, max_eval=16,
+             progress=False, say=lambda _: None, data_dir=data_dir)
+    return root / "ft" / "model"
+
+
+def cli(*argv):
+    from sesame.cli.main import main
+
+    return main([str(a) for a in argv])
+
+
+def test_cli_distill_prune_theseus_and_quantize_run_on_sst2(teacher, data_dir, tmp_path, capsys):
+    common = ["--data-dir", data_dir, "--max-train", 16, "--max-eval", 16, "--no-progress", "--set", "train.steps=2",
+              "--set", "train.batch_size=8", "--set", "train.threads=1"]
+    assert cli("distill", teacher, "--dataset", "sst2", "--student", "", "--method", "distilbert",
+               "--out", tmp_path / "d", *common) == 0
+    student, _ = load_model(tmp_path / "d" / "model")
+    assert student.config.layers == 2
+    assert cli("distill", teacher, "--dataset", "sst2", "--student", "", "--method", "tinybert-task",
+               "--set", "student.layers=2", "--set", "student.hidden=16", "--set", "student.intermediate=32",
+               "--out", tmp_path / "t", *common) == 0
+    assert cli("prune", teacher, "--dataset", "sst2", "--method", "magnitude", "--sparsity", 0.5,
+               "--out", tmp_path / "m", *common) == 0
+    from safetensors.torch import load_file
+
+    masks = load_file(str(tmp_path / "m" / "model" / "masks.safetensors"))
+    pruned, _ = load_model(tmp_path / "m" / "model")
+    w = dict(pruned.named_parameters())
+    assert all(torch.equal(w[k] == 0, m == 0) or (w[k] == 0).sum() >= (m == 0).sum() for k, m in masks.items())
+    assert cli("prune", teacher, "--dataset", "sst2", "--method", "heads", "--fraction", 0.25,
+               "--out", tmp_path / "h", "--max-train", 16, "--max-eval", 16, "--data-dir", data_dir) == 0
+    assert load_model(tmp_path / "h" / "model")[0].config.head_counts is not None
+    assert cli("prune", teacher, "--dataset", "sst2", "--method", "theseus", "--layers", 2, "--p", 0.5,
+               "--out", tmp_path / "th", *common) == 0
+    assert load_model(tmp_path / "th" / "model")[0].config.layers == 2
+    assert cli("prune", teacher, "--dataset", "sst2", "--method", "heads", "--heads", 16,
+               "--out", tmp_path / "h2", "--max-train", 16, "--data-dir", data_dir) == 2
+    assert "16 heads" in capsys.readouterr().err
+    assert cli("quantize", teacher, "--dataset", "sst2", "--method", "dynamic", "--out", tmp_path / "q") == 2
+    assert "scales" in capsys.readouterr().err
+
+
+def test_the_accuracy_check_compares_real_metrics(teacher, data_dir, monkeypatch):
+    from sesame.compress import quantize as Q
+    from sesame.compress import run as R
+
+    r = Q.quantize(teacher, "sst2", "dynamic", max_eval=24, max_train=16, check=True, data_dir=data_dir)
+    acc = r["fp32"]["dev"]["metrics"]["accuracy"]
+    assert r["delta"]["dev"] == pytest.approx(r["int8"]["dev"]["metrics"]["accuracy"] - acc)
+    real = Q.dynamic
+
+    def broken(model):  # a quantizer that flips the classifier: the check must see the damage
+        out = real(model)
+        out.heads["classify"] = _Flip(out.heads["classify"])
+        return out
+
+    monkeypatch.setattr(Q, "dynamic", broken)
+    bad = Q.quantize(teacher, "sst2", "dynamic", max_eval=24, max_train=16, check=True, data_dir=data_dir)
+    assert bad["fp32"]["dev"]["metrics"]["accuracy"] == acc
+    assert bad["int8"]["dev"]["metrics"]["accuracy"] == pytest.approx(1 - r["int8"]["dev"]["metrics"]["accuracy"])
+
+
+class _Flip(torch.nn.Module):
+    token_level = False
+
+    def __init__(self, head):
+        super().__init__()
+        self.head = head
+
+    def forward(self, *args, **kwargs):
+        return self.head(*args, **kwargs).flip(-1)

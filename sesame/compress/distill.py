@@ -276,7 +276,7 @@ def student_model(student, teacher: Model, teacher_tok, cfg: DistillConfig, over
     from sesame.pipelines import load_any
 
     path = Path(str(student))
-    if path.is_dir():
+    if student and path.is_dir():
         model, tok, _ = load_any(path)
         check_tokenizers(teacher_tok, tok, teacher.config.vocab_size, model.config.vocab_size)
         return model.train(), f"student loaded from {path}"
@@ -284,6 +284,8 @@ def student_model(student, teacher: Model, teacher_tok, cfg: DistillConfig, over
     given.update(overrides or {})
     base = teacher.config.to_dict()
     base.pop("head_counts", None)
+    if cfg.student_init == "every_other":
+        base["layers"] = len(every_other(teacher.config.layers))
     config = ModelConfig.from_dict({**base, **given}, "student model")
     check_tokenizers(None, None, teacher.config.vocab_size, config.vocab_size)
     if cfg.student_init == "every_other":
