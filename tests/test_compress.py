@@ -294,6 +294,12 @@ def test_int8_outputs_stay_within_tolerance_and_refuse_to_save(tok, task, batch,
     assert Q.tensor_bytes(Q.dynamic(model)) < Q.tensor_bytes(model)
     with pytest.raises(CheckpointError, match="int8"):
         save_model(Q.dynamic(model), tmp_path / "q")
+    decoder = build_model(ModelConfig(vocab_size=50, hidden=32, layers=2, num_heads=4, intermediate=64,
+                                      max_positions=16, arch="decoder", heads=["lm"], prenorm=True)).eval()
+    ids = torch.randint(0, 50, (2, 9))
+    with torch.no_grad():
+        ref, q = decoder(ids).hidden, Q.dynamic(decoder)(ids).hidden
+    assert (q - ref).abs().max() < 0.05 * ref.abs().max()  # decoders too (the tied lm head stays fp32)
 
 
 # ---------------------------------------------------------------- end to end on real data (tiny budgets)
