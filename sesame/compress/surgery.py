@@ -148,6 +148,9 @@ def prune_heads(model: Model, prune: dict[int, Sequence[int]]) -> Model:
     _check_plain(model, "head pruning")
     if model.config.kv_heads != model.config.num_heads:
         raise ConfigError("head pruning of grouped-query attention (num_kv_heads < num_heads) is not supported")
+    if model.config.attention != "full":
+        raise ConfigError(f"head pruning is built for model.attention = 'full'; this model uses "
+                          f"{model.config.attention!r}, whose kernel may hold per-head state")
     counts = layer_heads(model)
     for layer, heads in prune.items():
         if not 0 <= layer < len(counts):
