@@ -100,8 +100,8 @@ def test_planted_cooccurrences_give_the_expected_neighbours(method, arch, loss):
     docs, topics = _planted()
     corpus = corpus_from_words(docs)
     # a batch far smaller than the vocabulary: updates of a batch that share a row add up (Hogwild)
-    cfg = StaticConfig(method=method, arch=arch, loss=loss, dim=16, window=3, sample=0, lr=0.05, batch=64 if method == "fasttext" else 16,
-                       buckets=2000, min_count=1)
+    cfg = StaticConfig(method=method, arch=arch, loss=loss, dim=16, window=3, sample=0, lr=0.05,
+                       batch=64 if method == "fasttext" else 16, buckets=2000, min_count=1)
     model = Word2Vec(cfg, corpus.vocab)
     doc = corpus.doc_of(0, corpus.words)
     for epoch in range(3):
@@ -297,3 +297,56 @@ def test_cli(tmp_path, capsys):
     r = subprocess.run([sys.executable, "-m", "sesame.cli.main", "static", "similar", "zebra", "--vectors",
                         str(tmp_path / "run")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error:") and "not in the vocabulary" in r.stderr
+
+
+# ---- transfer into a Transformer -------------------------------------------------------
+def test_static_vectors_initialise_a_token_embedding(tmp_path):
+    from sesame.static.transfer import FreezeFor, init_embedding
+    from sesame.tokenize import load_tokenizer
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "whale", "##s", "run", "##ning", "xyz"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = load_tokenizer(tmp_path / "vocab.txt")
+    rng = np.random.default_rng(0)
+    words = ["the", "whale", "whales", "running"]
+    vec = Vectors(words, rng.standard_normal((4, 6)).astype(np.float32), counts=[10, 5, 3, 2])
+    weight = torch.nn.Parameter(torch.randn(len(vocab), 6) * 0.02)
+    before = weight.detach().clone()
+    report = init_embedding(weight, vec, tok, rescale=False)
+    assert (report["special"], report["exact"], report["pieces"], report["uncovered"]) == (5, 2, 3, 1)
+    assert report["coverage"] == pytest.approx(5 / 6)
+    w = weight.detach().numpy()
+    assert np.allclose(w[tok.token_to_id("the")], vec.vector("the"))
+    assert np.allclose(w[tok.token_to_id("##s")], vec.vector("whales"))  # the only word holding ##s
+    assert np.allclose(w[tok.token_to_id("run")], vec.vector("running"))
+    for name in ("[CLS]", "xyz"):  # special and uncovered rows keep their initialisation
+        assert torch.equal(weight[tok.token_to_id(name)], before[tok.token_to_id(name)])
+    scaled = torch.nn.Parameter(before.clone())
+    rep = init_embedding(scaled, vec, tok)
+    assert np.allclose(scaled.detach().numpy()[5], vec.vector("the") * rep["scale"], atol=1e-6)
+    with pytest.raises(ConfigError, match="dimensions"):
+        init_embedding(torch.nn.Parameter(torch.zeros(len(vocab), 4)), vec, tok)
+    hook = FreezeFor([weight], 3)
+    hook(0)
+    assert not weight.requires_grad
+    hook(3)
+    assert weight.requires_grad
+
+
+def test_strategy_freezes_the_token_embedding_for_the_first_steps():
+    from sesame.config.model import ModelConfig
+    from sesame.models.model import build_model
+    from sesame.transfer import Plan, StrategyConfig
+
+    model = build_model(ModelConfig(vocab_size=50, hidden=16, layers=1, num_heads=2, intermediate=32,
+                                    max_positions=16, heads=["mlm"]))
+    plan = Plan(model, StrategyConfig(freeze_embeddings_steps=4))
+    plan.set_trainable(0)
+    tokens = model.body.embed.tokens.weight
+    others = [p for n, p in model.named_parameters() if "embed.tokens" not in n]
+    plan.on_step(0)
+    assert not tokens.requires_grad and all(p.requires_grad for p in others)
+    plan.on_step(4)
+    assert tokens.requires_grad
+    with pytest.raises(ConfigError, match="freeze_embeddings_steps"):
+        StrategyConfig(freeze_embeddings_steps=-1).validate()

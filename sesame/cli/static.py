@@ -71,6 +71,25 @@ def add_parser(sub) -> None:
     an.add_argument("--topn", type=int, default=5)
     an.set_defaults(run=run_analogy)
 
+    tf = actions.add_parser(
+        "transfer", help="initialise a Transformer's token embedding from static vectors",
+        description="Align static vectors to a tokenizer's vocabulary (exact words; fastText n-grams; else the "
+                    "count-weighted mean of the words whose tokenization holds the token), copy them into the "
+                    "model's token embedding (rescaled to its initial spread) and save the model directory, "
+                    "with the coverage report in static-transfer.json.",
+        epilog="example: sesame static transfer runs/w2v --config bert-tiny --tokenizer tok/tokenizer.json "
+               "--set model.embedding_size=100 --out models/bert-tiny-w2v")
+    tf.add_argument("vectors", help="a vectors directory or word2vec file")
+    tf.add_argument("--out", required=True, help="the new model directory")
+    src = tf.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="a sesame model directory to start from")
+    src.add_argument("--config", help="or a fresh model: a TOML config or preset name ([model] section)")
+    tf.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="with --config: override a field, e.g. --set model.embedding_size=100")
+    tf.add_argument("--tokenizer", help="tokenizer file or directory (default: the model directory's)")
+    tf.add_argument("--no-rescale", action="store_true", help="copy the vectors at their own scale")
+    tf.set_defaults(run=run_transfer)
+
 
 def run_train(args) -> int:
     from sesame.static.config import load_static_config
@@ -126,4 +145,31 @@ def run_analogy(args) -> int:
 
     for word, sim in load_vectors(args.vectors).analogy(args.a, args.b, args.c, args.topn):
         print(f"{word}\t{sim:.4f}")
+    return 0
+
+
+def run_transfer(args) -> int:
+    from sesame.errors import ConfigError
+    from sesame.models.io import load_model, save_model
+    from sesame.models.model import build_model
+    from sesame.static.transfer import init_embedding
+    from sesame.static.vectors import load_vectors
+    from sesame.tokenize import load_tokenizer
+
+    tok_path = args.tokenizer or (args.model and Path(args.model) / "tokenizer.json")
+    if not tok_path or not Path(tok_path).exists():
+        raise ConfigError("no tokenizer: give --tokenizer (a fresh --config model has none of its own)")
+    tok = load_tokenizer(tok_path)
+    if args.model:
+        model, _ = load_model(args.model)
+    else:
+        from sesame.config import load_config
+
+        cfg = load_config(args.config, [*args.overrides, f"model.vocab_size={tok.vocab_size}"]).model
+        model = build_model(cfg)
+    report = init_embedding(model.body.embed.tokens.weight, load_vectors(args.vectors), tok,
+                            rescale=not args.no_rescale)
+    save_model(model, args.out, extra={"tokenizer.json": tok.to_json(),
+                                       "static-transfer.json": json.dumps(report, indent=1)})
+    print(json.dumps(report, indent=1))
     return 0

@@ -92,13 +92,22 @@ def train_static(inputs: list[str], out: str | Path, cfg: StaticConfig, progress
     t0 = time.perf_counter()
     corpus = build_corpus(inputs, cfg, out / "corpus")
     prep_s = time.perf_counter() - t0
+    return train_corpus(corpus, cfg, out, progress, stop_after_words, {"corpus_seconds": round(prep_s, 2)})
+
+
+def train_corpus(corpus: Corpus, cfg: StaticConfig, out: str | Path, progress: bool = True,
+                 stop_after_words: int | None = None, extra: dict | None = None) -> dict:
+    """Train on an encoded corpus into ``out`` (checkpoints and vector files); resumes from
+    a checkpoint there. Returns the summary (also written to ``summary.json``)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     if cfg.method == "glove":
         summary = _train_glove(corpus, cfg, out, progress, stop_after_words)
     else:
         summary = _train_word2vec(corpus, cfg, out, progress, stop_after_words)
     summary = {"method": cfg.method, "arch": cfg.arch if cfg.method != "glove" else None,
                "vocab": len(corpus.vocab), "corpus_words": corpus.words, "epochs": cfg.epochs,
-               "corpus_seconds": round(prep_s, 2), **summary}
+               **(extra or {}), **summary}
     _write_json(out / "summary.json", summary)
     return summary
 

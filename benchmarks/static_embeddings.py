@@ -1,0 +1,163 @@
+"""Benchmark: sesame's word2vec (SG, CBOW), fastText and GloVe against gensim's Word2Vec
+and FastText on the same encoded corpus, with the same dimensions, window, epochs,
+negatives, subsampling and learning rate, one thread each.
+
+The corpus is read and split into words once (``sesame.static.corpus``); gensim gets the
+same word lists (documents cut at 10,000 words, gensim's limit), so both sides train on
+identical tokens. Words/s count corpus words x epochs over the training time (gensim's
+``train`` call; sesame's chunks; GloVe: co-occurrence counting plus its epochs); reading
+and vocabulary building are excluded on both sides. Each row is evaluated by
+``sesame.static.evaluate`` (Spearman rho on every similarity set, analogy accuracy over
+the 30,000 most frequent words). Rows can be run separately (``--rows``); each row's JSON
+lands in ``--out`` and the table (``table.md``) is rebuilt from every row there.
+
+    python benchmarks/static_embeddings.py --rows sesame-sg gensim-sg --epochs 1 --fraction 1.0
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from sesame.static.config import StaticConfig  # noqa: E402
+from sesame.static.corpus import Corpus, build_corpus  # noqa: E402
+from sesame.static.evaluate import evaluate  # noqa: E402
+from sesame.static.train import train_corpus  # noqa: E402
+from sesame.static.vectors import Vectors, load_vectors  # noqa: E402
+
+ROWS = ("sesame-sg", "gensim-sg", "sesame-cbow", "gensim-cbow", "sesame-fasttext", "gensim-fasttext", "sesame-glove")
+SETS = ("EN-WS-353-ALL", "EN-SIMLEX-999", "EN-MEN-TR-3k", "EN-RW-STANFORD")
+
+
+def subset(corpus: Corpus, fraction: float) -> Corpus:
+    """The first ``fraction`` of the corpus's documents (whole documents)."""
+    if fraction >= 1.0:
+        return corpus
+    n = int(np.searchsorted(corpus.doc_starts, fraction * corpus.words))
+    return Corpus(corpus.vocab, corpus.ids[:corpus.doc_starts[n]], corpus.doc_starts[:n + 1])
+
+
+def gensim_row(kind: str, corpus: Corpus, args) -> tuple[Vectors, float]:
+    from gensim.models import FastText, Word2Vec
+
+    words = corpus.vocab.words
+    sents = []
+    for a, b in zip(corpus.doc_starts[:-1].tolist(), corpus.doc_starts[1:].tolist()):
+        for s in range(a, b, 10_000):
+            sents.append([words[i] for i in corpus.ids[s:min(b, s + 10_000)]])
+    common = dict(vector_size=args.dim, window=args.window, min_count=1, negative=args.negative, sample=args.sample,
+                  alpha=args.lr, min_alpha=0.0001, workers=1, seed=args.seed, hs=0)
+    if kind == "fasttext":
+        model = FastText(sg=1, min_n=3, max_n=6, bucket=args.buckets, **common)
+    else:
+        model = Word2Vec(sg=int(kind == "sg"), **common)
+    model.build_vocab(sents)
+    start = time.perf_counter()
+    model.train(sents, total_examples=len(sents), epochs=args.epochs)
+    secs = time.perf_counter() - start
+    kv = model.wv
+    return Vectors(list(kv.index_to_key), kv.vectors), secs
+
+
+def sesame_row(kind: str, corpus: Corpus, args, work: Path) -> tuple[Vectors, float, dict]:
+    common = dict(dim=args.dim, window=args.window, epochs=args.epochs, seed=args.seed, min_count=1)
+    if kind == "glove":
+        cfg = StaticConfig(method="glove", lr=0.05, **common)
+    else:
+        cfg = StaticConfig(method="fasttext" if kind == "fasttext" else "word2vec", arch="cbow" if kind == "cbow"
+                           else "sg", negative=args.negative, sample=args.sample, lr=args.lr, buckets=args.buckets,
+                           batch=args.batch, **common)
+    out = work / f"sesame-{kind}"
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    summary = train_corpus(corpus, cfg, out, progress=args.progress)
+    secs = summary["train_seconds"] + summary.get("count_seconds", 0.0)
+    return load_vectors(out), secs, summary
+
+
+def scores(vec: Vectors, data: Path) -> dict:
+    r = evaluate(vec, data / "wordsim" / "eval-word-vectors", data / "wordsim" / "questions-words.txt")
+    sims = {k: {"rho": round(v["rho"], 4), "oov": v["oov"], "pairs": v["pairs"]} for k, v in r["similarity"].items()}
+    ana = {k: {f: v[f] for f in ("acc_add", "acc_mul", "answered", "questions")} for k, v in r["analogy"].items()}
+    return {"similarity": sims, "analogy": ana}
+
+
+def table(out: Path) -> str:
+    rows = [json.loads(p.read_text()) for p in sorted(out.glob("row-*.json"))]
+    rows.sort(key=lambda r: ROWS.index(r["row"]) if r["row"] in ROWS else 99)
+    speed = {r["row"]: r["words_per_second"] for r in rows}
+    head = ("| row | " + " | ".join(s.replace("EN-", "") for s in SETS) +
+            " | mean ρ (13 sets) | analogy 3CosAdd | 3CosMul | answered | words/s | vs gensim |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        sims = r["scores"]["similarity"]
+        mean = np.mean([v["rho"] for v in sims.values()])
+        ana = r["scores"]["analogy"]["all"]
+        kind = r["row"].split("-", 1)[1]
+        ref = speed.get(f"gensim-{kind}") or (speed.get("gensim-sg") if kind == "glove" else None)
+        ratio = f"{r['words_per_second'] / ref:.2f}×" if ref and r["row"].startswith("sesame") else ""
+        lines.append(f"| {r['row']} | " + " | ".join(f"{sims[s]['rho']:.3f}" for s in SETS) +
+                     f" | {mean:.3f} | {ana['acc_add']:.3f} | {ana['acc_mul']:.3f} | {ana['answered']} | "
+                     f"{r['words_per_second']:,.0f} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="the shared data folder")
+    p.add_argument("--work", default="/tmp/sesame-static-bench", help="scratch folder (corpus cache, runs)")
+    p.add_argument("--out", default=str(ROOT / "docs" / "evidence" / "static"))
+    p.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    p.add_argument("--fraction", type=float, default=1.0, help="train on the first fraction of the documents")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--dim", type=int, default=100)
+    p.add_argument("--window", type=int, default=5)
+    p.add_argument("--negative", type=int, default=5)
+    p.add_argument("--sample", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=0.025)
+    p.add_argument("--min-count", type=int, default=5)
+    p.add_argument("--buckets", type=int, default=200_000)
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--progress", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    data, work, out = Path(args.data), Path(args.work), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    full = build_corpus([str(data / "corpora" / "en")], StaticConfig(min_count=args.min_count),
+                        work / f"corpus-en-min{args.min_count}")
+    corpus = subset(full, args.fraction)
+    print(f"corpus: {full.words:,} words, {len(full.vocab):,} types (min_count {args.min_count}); training on "
+          f"{corpus.words:,} ({time.perf_counter() - start:.0f} s to read)", flush=True)
+    for row in args.rows:
+        side, kind = row.split("-", 1)
+        extra = {}
+        if side == "gensim":
+            vec, secs = gensim_row(kind, corpus, args)
+        else:
+            vec, secs, extra = sesame_row(kind, corpus, args, work)
+        result = {"row": row, "corpus_words": corpus.words, "fraction": args.fraction, "vocab": len(vec),
+                  "train_seconds": round(secs, 2), "words_per_second": round(args.epochs * corpus.words / secs, 1),
+                  "settings": {k: v for k, v in vars(args).items() if k not in ("rows", "progress", "work", "out")},
+                  "scores": scores(vec, data), "summary": extra, "command": " ".join(sys.argv)}
+        (out / f"row-{row}.json").write_text(json.dumps(result, indent=1))
+        print(f"{row}: {result['words_per_second']:,.0f} words/s, "
+              f"WS353 {result['scores']['similarity']['EN-WS-353-ALL']['rho']:.3f}, analogy "
+              f"{result['scores']['analogy']['all']['acc_add']:.3f}", flush=True)
+    (out / "table.md").write_text(table(out))
+    print(table(out))
+
+
+if __name__ == "__main__":
+    main()
