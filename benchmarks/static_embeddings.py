@@ -28,21 +28,33 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from sesame.static.config import StaticConfig  # noqa: E402
-from sesame.static.corpus import Corpus, build_corpus  # noqa: E402
+from sesame.static.corpus import Corpus, Vocab, build_corpus  # noqa: E402
 from sesame.static.evaluate import evaluate  # noqa: E402
 from sesame.static.train import train_corpus  # noqa: E402
 from sesame.static.vectors import Vectors, load_vectors  # noqa: E402
 
-ROWS = ("sesame-sg", "gensim-sg", "sesame-cbow", "gensim-cbow", "sesame-fasttext", "gensim-fasttext", "sesame-glove")
+ROWS = ("sesame-sg", "sesame-sg-shared", "gensim-sg", "sesame-cbow", "gensim-cbow", "sesame-fasttext",
+        "gensim-fasttext", "sesame-glove")
 SETS = ("EN-WS-353-ALL", "EN-SIMLEX-999", "EN-MEN-TR-3k", "EN-RW-STANFORD")
 
 
-def subset(corpus: Corpus, fraction: float) -> Corpus:
-    """The first ``fraction`` of the corpus's documents (whole documents)."""
+def subset(corpus: Corpus, fraction: float, min_count: int) -> Corpus:
+    """The first ``fraction`` of the corpus's documents (whole documents), its vocabulary
+    counted again on them (``min_count``), so no word is without training examples."""
     if fraction >= 1.0:
         return corpus
     n = int(np.searchsorted(corpus.doc_starts, fraction * corpus.words))
-    return Corpus(corpus.vocab, corpus.ids[:corpus.doc_starts[n]], corpus.doc_starts[:n + 1])
+    ids = corpus.ids[:corpus.doc_starts[n]]
+    counts = np.bincount(ids, minlength=len(corpus.vocab))
+    order = np.argsort(-counts, kind="stable")
+    keep = order[counts[order] >= min_count]
+    remap = np.full(len(counts), -1, dtype=np.int64)
+    remap[keep] = np.arange(len(keep))
+    mapped = remap[ids]
+    doc = np.searchsorted(corpus.doc_starts[1:n + 1], np.arange(len(ids)), side="right")
+    lens = np.bincount(doc[mapped >= 0], minlength=n)
+    vocab = Vocab([corpus.vocab.words[i] for i in keep], counts[keep].astype(np.int64))
+    return Corpus(vocab, mapped[mapped >= 0].astype(np.int32), np.concatenate([[0], np.cumsum(lens)]))
 
 
 def gensim_row(kind: str, corpus: Corpus, args) -> tuple[Vectors, float]:
@@ -74,7 +86,7 @@ def sesame_row(kind: str, corpus: Corpus, args, work: Path) -> tuple[Vectors, fl
     else:
         cfg = StaticConfig(method="fasttext" if kind == "fasttext" else "word2vec", arch="cbow" if kind == "cbow"
                            else "sg", negative=args.negative, sample=args.sample, lr=args.lr, buckets=args.buckets,
-                           batch=args.batch, **common)
+                           batch=args.batch, shared_negatives=64 if kind.endswith("shared") else 0, **common)
     out = work / f"sesame-{kind}"
     if out.exists():
         import shutil
@@ -103,10 +115,10 @@ def table(out: Path) -> str:
         sims = r["scores"]["similarity"]
         mean = np.mean([v["rho"] for v in sims.values()])
         ana = r["scores"]["analogy"]["all"]
-        kind = r["row"].split("-", 1)[1]
+        kind = r["row"].split("-")[1]
         ref = speed.get(f"gensim-{kind}") or (speed.get("gensim-sg") if kind == "glove" else None)
         ratio = f"{r['words_per_second'] / ref:.2f}×" if ref and r["row"].startswith("sesame") else ""
-        lines.append(f"| {r['row']} | " + " | ".join(f"{sims[s]['rho']:.3f}" for s in SETS) +
+        lines.append(f"| {r['row']} ({r['vocab']:,} words) | " + " | ".join(f"{sims[s]['rho']:.3f}" for s in SETS) +
                      f" | {mean:.3f} | {ana['acc_add']:.3f} | {ana['acc_mul']:.3f} | {ana['answered']} | "
                      f"{r['words_per_second']:,.0f} | {ratio} |")
     return "\n".join(lines) + "\n"
@@ -137,7 +149,7 @@ def main() -> None:
     start = time.perf_counter()
     full = build_corpus([str(data / "corpora" / "en")], StaticConfig(min_count=args.min_count),
                         work / f"corpus-en-min{args.min_count}")
-    corpus = subset(full, args.fraction)
+    corpus = subset(full, args.fraction, args.min_count)
     print(f"corpus: {full.words:,} words, {len(full.vocab):,} types (min_count {args.min_count}); training on "
           f"{corpus.words:,} ({time.perf_counter() - start:.0f} s to read)", flush=True)
     for row in args.rows:

@@ -94,14 +94,16 @@ def _planted(seed=0, docs=300):
     return [list(rng.choice(topics[d % 3], 20)) for d in range(docs)], topics
 
 
-@pytest.mark.parametrize("method,arch,loss", [("word2vec", "sg", "ns"), ("word2vec", "cbow", "ns"),
-                                              ("word2vec", "sg", "hs"), ("fasttext", "sg", "ns")])
-def test_planted_cooccurrences_give_the_expected_neighbours(method, arch, loss):
-    docs, topics = _planted()
+@pytest.mark.parametrize("method,arch,loss,shared", [
+    ("word2vec", "sg", "ns", 0), ("word2vec", "cbow", "ns", 0), ("word2vec", "sg", "hs", 0),
+    ("fasttext", "sg", "ns", 0), ("word2vec", "sg", "ns", 8), ("fasttext", "sg", "ns", 8)])
+def test_planted_cooccurrences_give_the_expected_neighbours(method, arch, loss, shared):
+    docs, topics = _planted(docs=150)
     corpus = corpus_from_words(docs)
     # a batch far smaller than the vocabulary: updates of a batch that share a row add up (Hogwild)
     cfg = StaticConfig(method=method, arch=arch, loss=loss, dim=16, window=3, sample=0, lr=0.05,
-                       batch=64 if method == "fasttext" else 16, buckets=2000, min_count=1)
+                       batch=64 if method == "fasttext" else 32, buckets=2000, min_count=1,
+                       shared_negatives=shared)
     model = Word2Vec(cfg, corpus.vocab)
     doc = corpus.doc_of(0, corpus.words)
     for epoch in range(3):

@@ -22,6 +22,10 @@ class StaticConfig(Section):
     window: int = 5  # maximum distance; word2vec/fastText draw each centre's window from 1..window
     negative: int = 5  # noise words per positive pair, drawn from unigram ** noise_power
     noise_power: float = 0.75
+    # 0: every pair draws its own `negative` noise words (word2vec). K > 0: each batch draws K
+    # noise words shared by all its pairs, each weighted negative / K (the same expected
+    # gradient; the noise part becomes two matrix products, which is faster in torch)
+    shared_negatives: int = 0
     sample: float = 1e-3  # frequent-word subsampling threshold t (0: off)
     min_count: int = 5
     max_vocab: int = 0  # keep at most this many words, most frequent first (0: all)
@@ -59,6 +63,8 @@ class StaticConfig(Section):
                 raise ConfigError(f"static.{name} = {getattr(self, name)} must be positive")
         if self.negative < 0 or (self.loss == "ns" and self.negative == 0):
             raise ConfigError("static.negative must be >= 1 with loss = 'ns' (or use loss = 'hs')")
+        if self.shared_negatives < 0 or (self.shared_negatives and self.loss != "ns"):
+            raise ConfigError("static.shared_negatives must be >= 0 and needs loss = 'ns'")
         if not 0.0 <= self.sample < 1.0:
             raise ConfigError(f"static.sample = {self.sample} must be in [0, 1); 0 turns subsampling off")
         if self.lr <= 0 or not 0 <= self.min_lr <= self.lr:

@@ -75,22 +75,36 @@ class Word2Vec:
         order = rng.permutation(n)
         inputs, outputs = torch.from_numpy(inputs[order]), torch.from_numpy(outputs[order])
         negs = None
-        if self.noise is not None:
+        if self.noise is not None and cfg.shared_negatives:
+            negs = torch.from_numpy(self.noise.sample(rng, (-(-n // per), cfg.shared_negatives)))
+        elif self.noise is not None:
             negs = torch.from_numpy(self.noise.sample(rng, (*outputs.shape, cfg.negative)))
         total = 0.0
-        for a in range(0, n, per):
+        for s, a in enumerate(range(0, n, per)):
             b = min(a + per, n)
-            total += self.step(inputs[a:b], outputs[a:b], None if negs is None else negs[a:b], lr_at(a / n))
+            if cfg.shared_negatives and negs is not None:
+                total += self.step_shared(inputs[a:b], outputs[a:b], negs[s], lr_at(a / n))
+            else:
+                total += self.step(inputs[a:b], outputs[a:b], None if negs is None else negs[a:b], lr_at(a / n))
         return total, int((outputs >= 0).sum())
+
+    def _rows(self, inputs: torch.Tensor) -> torch.Tensor:
+        if not self.fasttext:
+            return inputs
+        sub = self.table[inputs.clamp(min=0)]  # (B, M, S)
+        return torch.where((inputs >= 0)[..., None], sub, -1).flatten(1)
+
+    def step_shared(self, inputs: torch.Tensor, outputs: torch.Tensor, noise: torch.Tensor, lr: float) -> float:
+        """One update with ``noise`` (K,) negatives shared by the whole batch, each weighted
+        negative / K: the same expected gradient as ``negative`` noise words per pair, with the
+        noise part done as two matrix products (see ``StaticConfig.shared_negatives``)."""
+        return _sgd_shared(self.input, self.output, self._rows(inputs), outputs, noise,
+                           self.cfg.negative / len(noise), lr)
 
     def step(self, inputs: torch.Tensor, outputs: torch.Tensor, negs: torch.Tensor | None, lr: float) -> float:
         """One vectorised SGD update. ``inputs`` (B, M) word ids whose rows are averaged,
         ``outputs`` (B, P) the words they predict (-1: none), ``negs`` (B, P, negative)."""
-        if self.fasttext:
-            sub = self.table[inputs.clamp(min=0)]  # (B, M, S)
-            rows = torch.where((inputs >= 0)[..., None], sub, -1).flatten(1)
-        else:
-            rows = inputs
+        rows = self._rows(inputs)
         b, p = outputs.shape
         present = outputs >= 0
         if negs is not None:
@@ -148,6 +162,45 @@ def _sgd(win: torch.Tensor, wout: torch.Tensor, rows: torch.Tensor, targets: tor
     else:
         b, m = rows.shape
         win.index_add_(0, rows[valid], grad_h[:, None, :].expand(b, m, d)[valid])
+    return float(loss)
+
+
+def _input_vectors(win: torch.Tensor, rows: torch.Tensor):
+    if rows.shape[1] == 1:
+        return win.index_select(0, rows[:, 0]), None
+    return _mean_rows(win, rows), rows >= 0
+
+
+def _scatter_input(win: torch.Tensor, rows: torch.Tensor, valid, grad_h: torch.Tensor) -> None:
+    if valid is None:
+        win.index_add_(0, rows[:, 0], grad_h)
+    else:
+        b, m = rows.shape
+        win.index_add_(0, rows[valid], grad_h[:, None, :].expand(b, m, grad_h.shape[1])[valid])
+
+
+def _sgd_shared(win: torch.Tensor, wout: torch.Tensor, rows: torch.Tensor, outputs: torch.Tensor,
+                noise: torch.Tensor, weight: float, lr: float) -> float:
+    d = win.shape[1]
+    h, valid = _input_vectors(win, rows)
+    b, p = outputs.shape
+    present = outputs >= 0
+    pos = outputs.clamp(min=0)
+    u = wout.index_select(0, pos.reshape(-1)).view(b, p, d)
+    s = (u * h[:, None, :]).sum(-1)
+    mask = present.float()
+    # pairs x noise words, a noise word equal to the pair's positive skipped (as in word2vec)
+    pairs = ((noise[None, None, :] != outputs[..., None]) & present[..., None]).sum(1).float()  # (B, K)
+    nrows = wout.index_select(0, noise)  # (K, d)
+    sn = h @ nrows.T  # (B, K)
+    loss = -(torch.nn.functional.logsigmoid(s) * mask).sum() - weight * (
+        pairs * torch.nn.functional.logsigmoid(-sn)).sum()
+    g = (1.0 - torch.sigmoid(s)) * mask * lr
+    gn = -torch.sigmoid(sn) * pairs * (weight * lr)
+    grad_h = torch.bmm(g[:, None, :], u).squeeze(1) + gn @ nrows
+    wout.index_add_(0, pos.reshape(-1), (g[:, :, None] * h[:, None, :]).reshape(-1, d))
+    wout.index_add_(0, noise, gn.T @ h)
+    _scatter_input(win, rows, valid, grad_h)
     return float(loss)
 
 
