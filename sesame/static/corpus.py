@@ -51,15 +51,15 @@ class Vocab:
 
 
 def words_of(text: str, gold: list[tuple[int, int]] | None, cfg: StaticConfig) -> list[str]:
-    """The words of one document's text."""
-    if cfg.lowercase:
-        text = text.lower()
+    """The words of one document's text (lowercased after splitting, so spans stay valid)."""
     if gold is not None and cfg.segmenter in ("auto", "gold"):
         words = [text[s:e] for s, e in gold]
     elif cfg.segmenter in ("auto", "jieba") and has_cjk(text):
         words = [text[s:e] for s, e in get_segmenter("jieba", cfg.user_dict).spans(text)]
     else:
         words = _WORD.findall(text)
+    if cfg.lowercase:
+        words = [w.lower() for w in words]
     if not cfg.punctuation:
         words = [w for w in words if any(c.isalnum() for c in w)]
     return words
