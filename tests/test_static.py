@@ -328,6 +328,18 @@ def test_static_vectors_initialise_a_token_embedding(tmp_path):
     assert np.allclose(scaled.detach().numpy()[5], vec.vector("the") * rep["scale"], atol=1e-6)
     with pytest.raises(ConfigError, match="dimensions"):
         init_embedding(torch.nn.Parameter(torch.zeros(len(vocab), 4)), vec, tok)
+    # the verb: a fresh model from a config, its token embedding from the vectors, saved with the report
+    from sesame.cli.main import main
+    from sesame.models.io import load_model
+
+    vec.save(tmp_path / "vec", formats=("safetensors",))
+    (tmp_path / "m.toml").write_text("[model]\nhidden = 16\nlayers = 1\nnum_heads = 2\nintermediate = 32\n"
+                                     "max_positions = 16\nembedding_size = 6\n[data]\nseq_len = 16\n")
+    assert main(["static", "transfer", str(tmp_path / "vec"), "--config", str(tmp_path / "m.toml"), "--tokenizer",
+                 str(tmp_path / "vocab.txt"), "--out", str(tmp_path / "model"), "--no-rescale"]) == 0
+    model, _ = load_model(tmp_path / "model")
+    assert np.allclose(model.body.embed.tokens.weight[tok.token_to_id("whale")].detach().numpy(), vec.vector("whale"))
+    assert (tmp_path / "model" / "static-transfer.json").is_file()
     hook = FreezeFor([weight], 3)
     hook(0)
     assert not weight.requires_grad
