@@ -35,24 +35,27 @@ from sesame.static.vectors import Vectors, load_vectors  # noqa: E402
 
 ROWS = ("sesame-sg", "sesame-sg-shared", "gensim-sg", "sesame-cbow", "gensim-cbow", "sesame-fasttext",
         "gensim-fasttext", "sesame-glove")
+MIN_PAIRS = 50
 SETS = ("EN-WS-353-ALL", "EN-SIMLEX-999", "EN-MEN-TR-3k", "EN-RW-STANFORD")
 
 
 def subset(corpus: Corpus, fraction: float, min_count: int) -> Corpus:
-    """The first ``fraction`` of the corpus's documents (whole documents), its vocabulary
-    counted again on them (``min_count``), so no word is without training examples."""
+    """Every k-th document (k = round(1 / fraction)), so every source of the corpus is in
+    it, with the vocabulary counted again on them (``min_count``): no word without examples."""
     if fraction >= 1.0:
         return corpus
-    n = int(np.searchsorted(corpus.doc_starts, fraction * corpus.words))
-    ids = corpus.ids[:corpus.doc_starts[n]]
+    k = max(1, round(1 / fraction))
+    ndocs = len(corpus.doc_starts) - 1
+    doc = np.searchsorted(corpus.doc_starts[1:], np.arange(corpus.words), side="right")
+    ids = corpus.ids[doc % k == 0]
+    doc = doc[doc % k == 0] // k
     counts = np.bincount(ids, minlength=len(corpus.vocab))
     order = np.argsort(-counts, kind="stable")
     keep = order[counts[order] >= min_count]
     remap = np.full(len(counts), -1, dtype=np.int64)
     remap[keep] = np.arange(len(keep))
     mapped = remap[ids]
-    doc = np.searchsorted(corpus.doc_starts[1:n + 1], np.arange(len(ids)), side="right")
-    lens = np.bincount(doc[mapped >= 0], minlength=n)
+    lens = np.bincount(doc[mapped >= 0], minlength=-(-ndocs // k))
     vocab = Vocab([corpus.vocab.words[i] for i in keep], counts[keep].astype(np.int64))
     return Corpus(vocab, mapped[mapped >= 0].astype(np.int32), np.concatenate([[0], np.cumsum(lens)]))
 
@@ -108,20 +111,27 @@ def table(out: Path) -> str:
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("row-*.json"))]
     rows.sort(key=lambda r: ROWS.index(r["row"]) if r["row"] in ROWS else 99)
     speed = {r["row"]: r["words_per_second"] for r in rows}
-    head = ("| row | " + " | ".join(s.replace("EN-", "") for s in SETS) +
-            " | mean ρ (13 sets) | analogy 3CosAdd | 3CosMul | answered | words/s | vs gensim |")
+    if not rows:
+        return ""
+    first = rows[0]["scores"]["similarity"]
+    big = [k for k, v in first.items() if v["pairs"] - v["oov"] >= MIN_PAIRS]
+    head = ("| row | " + " | ".join(f"{s.replace('EN-', '')} ({first[s]['pairs'] - first[s]['oov']})" for s in SETS) +
+            f" | mean ρ ({len(big)} sets) | analogy 3CosAdd | 3CosMul | answered | words/s | vs gensim |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         sims = r["scores"]["similarity"]
-        mean = np.mean([v["rho"] for v in sims.values()])
+        mean = np.mean([sims[k]["rho"] for k in big])
         ana = r["scores"]["analogy"]["all"]
         kind = r["row"].split("-")[1]
         ref = speed.get(f"gensim-{kind}") or (speed.get("gensim-sg") if kind == "glove" else None)
         ratio = f"{r['words_per_second'] / ref:.2f}×" if ref and r["row"].startswith("sesame") else ""
-        lines.append(f"| {r['row']} ({r['vocab']:,} words) | " + " | ".join(f"{sims[s]['rho']:.3f}" for s in SETS) +
+        lines.append(f"| {r['row']} | " + " | ".join(f"{sims[s]['rho']:.3f}" for s in SETS) +
                      f" | {mean:.3f} | {ana['acc_add']:.3f} | {ana['acc_mul']:.3f} | {ana['answered']} | "
                      f"{r['words_per_second']:,.0f} | {ratio} |")
-    return "\n".join(lines) + "\n"
+    note = (f"\nSimilarity columns: Spearman ρ (scored pairs in brackets); the mean is over the sets with at "
+            f"least {MIN_PAIRS} scored pairs ({', '.join(s.replace('EN-', '') for s in big)}). Vocabulary "
+            f"{rows[0]['vocab']:,} words, {rows[0]['corpus_words']:,} training words per epoch.\n")
+    return "\n".join(lines) + "\n" + note
 
 
 def main() -> None:
