@@ -249,6 +249,16 @@ def test_words_follow_the_data_readers(tmp_path):
     assert out["corpus_words"] == 30
 
 
+def test_spearman_matches_scipy():
+    from sesame.static.evaluate import spearman
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 10, 200).astype(float)  # many ties
+    b = a + rng.normal(0, 3, 200)
+    assert spearman(a, b) == pytest.approx(stats.spearmanr(a, b).statistic, abs=1e-12)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+
+
 def test_evaluation_counts_oov_and_scores_3cosadd_and_3cosmul():
     words = ["king", "queen", "man", "woman", "apple"]
     m = np.array([[1, 1, 0], [1, -1, 0], [0, 1, 0.1], [0, -1, 0.1], [0, 0, 1]], dtype=np.float32)
