@@ -294,8 +294,13 @@ def test_cli(tmp_path, capsys):
         assert exit_.value.code == 0 and "usage" in capsys.readouterr().out
     docs, _ = _planted(docs=60)
     src = _write_corpus(tmp_path / "c.txt", docs)
-    assert main(["static", "train", str(src), "--out", str(tmp_path / "run"), "--dim", "8", "--epochs", "1",
-                 "--min-count", "1", "--no-progress"]) == 0
+    args = ["static", "train", str(src), "--dim", "8", "--epochs", "1", "--min-count", "1", "--no-progress"]
+    # a run that diverges is refused loudly, not saved as NaN vectors
+    huge = ["--lr", "1e30", "--set", "static.min_lr=1e29", "--set", "static.batch=16"]
+    assert main([*args, "--out", str(tmp_path / "bad"), *huge]) == 2
+    assert "diverged" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "vectors.txt").exists()
+    assert main([*args, "--out", str(tmp_path / "run"), "--set", "static.batch=16"]) == 0
     capsys.readouterr()
     assert main(["static", "similar", "apple1", "--vectors", str(tmp_path / "run" / "vectors.txt"), "--topn", "2"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2

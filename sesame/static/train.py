@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from sesame.errors import CheckpointError, ConfigError
+from sesame.errors import CheckpointError, ConfigError, SesameError
 from sesame.static.config import StaticConfig
 from sesame.static.cooccur import count_cooccurrences
 from sesame.static.corpus import Corpus, build_corpus
@@ -32,6 +32,10 @@ from sesame.static.vectors import Vectors
 from sesame.static.word2vec import Word2Vec
 
 CKPT, PARAMS, STATE = "checkpoint", "params.safetensors", "state.json"
+
+
+class TrainingDiverged(SesameError):
+    """The loss became NaN or infinite."""
 
 
 def _write_json(path: Path, data) -> None:
@@ -138,6 +142,7 @@ def _train_word2vec(corpus: Corpus, cfg: StaticConfig, out: Path, progress: bool
                 return cfg.lr - span * min((done + f * n) / max(total, 1), 1.0)
 
             loss, n = model.train_chunk(corpus.ids[a:b], corpus.doc_of(a, b), rng, lr_at)
+            _check_finite(loss, f"epoch {e + 1}, chunk {k + 1}", cfg, len(corpus.vocab))
             state.update(chunk=k + 1, words_done=done + (b - a), loss=state["loss"] + loss,
                          predictions=state["predictions"] + n,
                          train_seconds=state["train_seconds"] + time.perf_counter() - start)
@@ -157,6 +162,14 @@ def _train_word2vec(corpus: Corpus, cfg: StaticConfig, out: Path, progress: bool
     if bar is not None:
         bar.close()
     return _finish_word2vec(model, corpus, cfg, out, state)
+
+
+def _check_finite(loss: float, where: str, cfg: StaticConfig, vocab: int) -> None:
+    if not np.isfinite(loss):
+        raise TrainingDiverged(
+            f"training diverged at {where} (the loss is not finite); lower static.lr ({cfg.lr}) or "
+            f"static.batch ({cfg.batch}): the updates of a batch that share a row add up, so keep the batch far "
+            f"below the vocabulary ({vocab} words). The last checkpoint is kept.")
 
 
 def _rates(state: dict) -> dict:
@@ -214,6 +227,7 @@ def _train_glove(corpus: Corpus, cfg: StaticConfig, out: Path, progress: bool, s
         start = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, state["epoch"]])
         loss = model.train_epoch(rows, cols, logx, fx, rng, bar.update if bar is not None else None)
+        _check_finite(loss, f"epoch {state['epoch'] + 1}", cfg, len(corpus.vocab))
         state.update(epoch=state["epoch"] + 1, train_seconds=state["train_seconds"] + time.perf_counter() - start,
                      epoch_loss=state["epoch_loss"] + [loss / max(len(rows), 1)])
         save_checkpoint(out, model.state(), state)
