@@ -34,7 +34,7 @@ TOKENIZER_FILES = (
 class Rule:
     ours: str
     theirs: tuple[str, ...]
-    op: str = "copy"  # copy | t (transpose a 2-D weight)
+    op: str = "copy"  # copy | t (transpose a 2-D weight) | row (HF keeps a vector as (1, N))
     base: bool = True  # HF key sits under the base-model prefix
     sizes: tuple[int, ...] | None = None  # split sizes when several HF tensors are concatenated
 
@@ -72,6 +72,7 @@ class Family:
     head_rules: Callable[[ModelConfig], dict[str, list[Rule]]]  # per head, in a sensible order
     architecture: Callable[[list[str]], str]  # HF class name for a set of heads
     ignore: tuple[str, ...] = (r".*position_ids$", r".*\.masked_bias$", r".*\.attn\.bias$")
+    adjust: Callable[[ModelConfig, dict], ModelConfig] | None = None  # config facts only the weights tell
 
 
 def family_for(model_type: str) -> Family:
@@ -116,6 +117,8 @@ def _lookup(state: dict, key: str, fam: Family, base: bool) -> str | None:
 def state_from_hf(hf_cfg: dict, state: dict[str, torch.Tensor], fam: Family, heads: list[str] | None = None):
     """Map a HF state dict to (ModelConfig, our state, renamed pairs, unused HF keys)."""
     config = fam.config_from_hf(hf_cfg)
+    if fam.adjust is not None:
+        config = fam.adjust(config, state)
     head_rules = fam.head_rules(config)
     if heads is None:  # keep the heads whose weights are present
         heads = [
@@ -134,6 +137,8 @@ def state_from_hf(hf_cfg: dict, state: dict[str, torch.Tensor], fam: Family, hea
         value = torch.cat(tensors, 0) if len(tensors) > 1 else tensors[0]
         if r.op == "t":
             value = value.t()
+        elif r.op == "row":  # a (1, N) HF tensor (BART's final_logits_bias) is our (N,) vector
+            value = value.reshape(-1)
         ours[r.ours] = value.contiguous()
         used.update(keys)
         renamed.append((",".join(keys), r.ours))
@@ -175,6 +180,8 @@ def state_to_hf(model: Model, fam: Family) -> dict[str, torch.Tensor]:
         value = state[r.ours]
         if r.op == "t":
             value = value.t()
+        elif r.op == "row":
+            value = value.reshape(1, -1)
         parts = value.split(list(r.sizes), 0) if r.sizes else [value]
         if len(parts) != len(r.theirs):
             raise ConversionError(f"cannot split {r.ours} into {len(r.theirs)} tensors")
