@@ -151,3 +151,16 @@ def test_presets_have_published_sizes(name, count):
     with torch.device("meta"):
         model = build_model(load_config(name).model)
     assert abs(model.num_parameters() - count) / count < 0.0005
+
+
+@pytest.mark.parametrize("name", ["t5-v1.1", "bart"])
+def test_cli_convert_round_trip(converted, name, tmp_path):
+    """`sesame convert --from-hf` then `--to-hf`: transformers reloads the same model."""
+    from sesame.cli.main import main
+
+    hf, _, src = converted[name]
+    assert main(["convert", "--from-hf", str(src), str(tmp_path / "ours")]) in (0, None)
+    assert main(["convert", "--to-hf", str(tmp_path / "ours"), str(tmp_path / "back")]) in (0, None)
+    back = type(hf).from_pretrained(tmp_path / "back").eval()
+    for key, value in hf.state_dict().items():
+        assert torch.equal(value, back.state_dict()[key]), key
