@@ -226,3 +226,33 @@ def test_mass_fragment_statistics_and_recovery():
         a, b = np.flatnonzero(scored[r])[[0, -1]]
         assert dec[r][a] == MASK and (dec[r][a + 1:b + 1] == original[a:b]).all()
         assert (dec[r][~scored[r]] == MASK).all()  # other positions masked
+
+
+# ---- the presets' tokenizers ---------------------------------------------------------
+TEXTS = [f"The {a} met the {b} by the river, and the {b} spoke first." for a in ("cat", "dog", "owl", "fox")
+         for b in ("king", "queen", "miller", "smith", "baker")] * 5
+
+
+def test_t5_and_bart_tokenizers_train_save_and_load(tmp_path):
+    """The t5 presets train a unigram (SentencePiece-style) vocabulary whose <extra_id_N>
+    sentinels are single tokens; the bart presets a byte-level BPE with <s> <pad> </s> <mask>.
+    Both reload from tokenizer.json and give the objectives what they need."""
+    from sesame.config import load_config
+    from sesame.tokenize import load_tokenizer, train_tokenizer
+
+    t5 = train_tokenizer(texts=TEXTS, config=load_config("t5-small").tokenizer, vocab_size=160, min_frequency=1)
+    bart = train_tokenizer(texts=TEXTS, config=load_config("bart-base").tokenizer, vocab_size=300, min_frequency=1)
+    assert t5.kind == "unigram" and bart.kind == "bpe"
+    for tok, name in ((t5, "t5"), (bart, "bart")):
+        tok.save(tmp_path / f"{name}.json")
+        again = load_tokenizer(tmp_path / f"{name}.json")
+        assert again.encode(TEXTS[3]).ids == tok.encode(TEXTS[3]).ids
+        assert again.decode(tok.encode(TEXTS[3]).ids).strip() == TEXTS[3]
+    v = Vocab.from_tokenizer(t5)
+    assert len(v.sentinel_ids) == 100 and v.start_id == t5.pad_id == 0 and v.end_id == t5.token_to_id("</s>")
+    assert t5.encode("the <extra_id_7> river").ids.count(t5.token_to_id("<extra_id_7>")) == 1
+    b = Vocab.from_tokenizer(bart)
+    assert b.start_id == bart.token_to_id("<s>") and b.end_id == bart.token_to_id("</s>") and b.mask_id is not None
+    T5Span(v)
+    Denoise(b)
+    Mass(b)

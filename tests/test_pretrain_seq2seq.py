@@ -107,6 +107,7 @@ def test_recipes_run(recipe, shared_data, tmp_path):
     sample.write_text("\n".join(lines[:4 if zh else 300]), encoding="utf-8")
     run = load_config(ROOT / "recipes" / f"{recipe}.toml", [
         f"data.inputs=[{str(sample)!r}]", "train.steps=2", "train.batch_size=4", "train.eval_every=0",
-        "train.save_every=1000", f"tokenizer.vocab_size={1500 if zh else 400}", "data.workers=1", *(["data.segmenter=none"] if zh else [])])
+        "train.save_every=1000", f"tokenizer.vocab_size={1500 if zh else 400}", "data.workers=1",
+        *(["data.segmenter=none"] if zh else [])])
     summary = pretrain(run, tmp_path / "run", progress=False, say=lambda s: None)
     assert summary["steps"] == 2 and summary["loss"] > 0

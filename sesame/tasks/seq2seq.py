@@ -8,7 +8,8 @@ target tokens and ``count`` is the number of target tokens. ``start`` is the
 tokenizer's ``bos`` (else ``[CLS]``, else ``<pad>`` as T5), ``end`` its ``eos`` (else ``[SEP]``).
 Evaluation decodes with ``sesame.generate.generate`` (greedy, or beam search with
 ``num_beams > 1``) and scores corpus BLEU (``sacrebleu``; the ``zh`` tokenizer for
-Chinese targets), chrF (``sacrebleu``), each with its sacrebleu signature, and ROUGE (``rouge-score``; characters for Chinese).
+Chinese targets), chrF (``sacrebleu``), each with its sacrebleu signature, and ROUGE
+(``rouge-score``; characters for Chinese).
 
 Raw batch: ``{"examples": [PairExample]}`` or ``{"features": [...]}``. Transformed:
 ``input_ids``, ``attention_mask`` (B, S), ``decoder_input_ids``,

@@ -15,7 +15,7 @@ import torch
 from sesame.config.model import ModelConfig
 from sesame.config.registry import register
 from sesame.errors import ConversionError
-from sesame.models.hf import Family, fused, linear, rule
+from sesame.models.hf import Family, fused, rule
 
 FFN_FROM_HF = {"relu": ("mlp", "relu"), "gated-gelu": ("glu", "gelu_tanh"), "gelu": ("mlp", "gelu"),
                "gated-relu": ("glu", "relu"), "gated-silu": ("glu", "silu"), "silu": ("mlp", "silu")}
