@@ -164,3 +164,18 @@ def test_cli_convert_round_trip(converted, name, tmp_path):
     back = type(hf).from_pretrained(tmp_path / "back").eval()
     for key, value in hf.state_dict().items():
         assert torch.equal(value, back.state_dict()[key]), key
+
+
+@pytest.mark.parametrize("name", ["t5-v1.0", "t5-v1.1"])
+def test_t5_left_padding_matches_too(converted, name):
+    """T5's bias depends only on distances, so left padding (source and target) matches as well;
+    BART's learned positions count real tokens here, so only right padding is comparable there."""
+    hf, ours, _ = converted[name]
+    src, src_mask, tgt, tgt_mask = _batch()
+    src_mask, tgt_mask = src_mask.flip(1), tgt_mask.flip(1)
+    with torch.no_grad():
+        ref = hf(input_ids=src, attention_mask=src_mask, decoder_input_ids=tgt, decoder_attention_mask=tgt_mask)
+        out = ours(src, src_mask, decoder_input_ids=tgt, decoder_attention_mask=tgt_mask)
+    keep_s, keep_t = src_mask.bool(), tgt_mask.bool()
+    assert (out.memory[keep_s] - ref.encoder_last_hidden_state[keep_s]).abs().max() <= TOL
+    assert (out.logits["lm"][keep_t] - ref.logits[keep_t]).abs().max() <= TOL
