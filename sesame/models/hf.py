@@ -203,10 +203,34 @@ def to_hf(model: Model, out: str | Path, tokenizer_dir: str | Path | None = None
     with atomic_dir(out) as tmp:
         hf_cfg = fam.config_to_hf(model.config)
         hf_cfg["architectures"] = [fam.architecture(list(model.config.heads))]
+        if model.config.arch == "encoder-decoder" and tokenizer_dir is not None:
+            hf_cfg.update({k: v for k, v in seq2seq_special_ids(Path(tokenizer_dir)).items() if k in hf_cfg})
         (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2))
         save_file(state_to_hf(model, fam), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         if tokenizer_dir is not None:
             copy_tokenizer(Path(tokenizer_dir), tmp)
+    return out
+
+
+SPECIAL_NAMES = {"pad_token_id": ("<pad>", "[PAD]"), "bos_token_id": ("<s>", "[CLS]"),
+                 "eos_token_id": ("</s>", "[SEP]")}
+
+
+def seq2seq_special_ids(tokenizer_dir: Path) -> dict[str, int]:
+    """An exported encoder-decoder names its tokenizer's pad/bos/eos ids and starts decoding
+    where sesame does (bos, else pad as T5), so transformers' ``generate`` matches ours."""
+    path = tokenizer_dir / "tokenizer.json"
+    if not path.is_file():
+        return {}
+    added = {t["content"]: t["id"] for t in json.loads(path.read_text(encoding="utf-8")).get("added_tokens", [])}
+    out = {}
+    for key, candidates in SPECIAL_NAMES.items():
+        found = next((added[c] for c in candidates if c in added), None)
+        if found is not None:
+            out[key] = found
+    start = out.get("bos_token_id", out.get("pad_token_id"))
+    if start is not None:
+        out["decoder_start_token_id"] = start
     return out
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The seq2seq evidence run (1 thread, from the repository root): a tiny T5 (recipes/t5-tiny-en.toml)
-# pre-trained with t5-span for 200 steps on the shared English books, then fine-tuned on
+# pre-trained with t5-span for 100 steps on the shared English books, then fine-tuned on
 # Multi30k en->de, pre-trained vs the same architecture from random init (--transfer-layers none),
 # one seed, identical budgets. Writes docs/evidence/seq2seq/{pretrain.json,multi30k.json}.
 set -euo pipefail
@@ -12,11 +12,11 @@ PY=${PY:-python}
     --set train.steps=1 --set train.eval_every=0 --set train.save_every=1000 --set data.workers=1
 $PY -m sesame.cli.main pretrain recipes/t5-tiny-en.toml --out "$RUNS/t5-tiny-en" --no-progress \
     --set tokenizer.path="'$RUNS/prep/tokenizer.json'" --set data.corpus="'$RUNS/prep/corpus'" \
-    --set train.steps=200 --set train.warmup=20 --set train.lr=2e-3 --set train.eval_every=100 \
+    --set train.steps=100 --set train.warmup=10 --set train.lr=2e-3 --set train.eval_every=50 \
     --set train.save_every=1000 --set train.log_every=10 --set data.workers=1
 # 2. Multi30k en->de: pre-trained vs random init
 $PY recipes/pretrained_vs_random.py "$RUNS/t5-tiny-en/model" --dataset multi30k --seeds 0 \
-    --max-train 4000 --out "$RUNS/multi30k" --set train.steps=250 --set train.batch_size=32 \
+    --max-train 4000 --out "$RUNS/multi30k" --set train.steps=150 --set train.batch_size=32 \
     --set train.lr=1e-3 --set task.max_target_length=32 --set task.max_length=48
 $PY - "$RUNS" <<'PY'
 import json, sys

@@ -39,11 +39,13 @@ def config_from_hf(hf: dict) -> ModelConfig:
 def _check_exportable(c: ModelConfig) -> None:
     want = dict(arch="encoder-decoder", position="learned", position_offset=OFFSET, norm="layernorm",
                 prenorm=False, embedding_norm=True, feedforward="mlp", bias=True, type_vocab_size=0,
-                share_layers=False, attention_scale=None, embedding_size=None, head_dim=None, lm_rescale=False,
+                share_layers=False, attention_scale=None, embedding_size=None, lm_rescale=False,
                 tie_embeddings=True, lm_bias=True, adapter_size=0, norm_eps=1e-5)
     bad = [f"{k} = {getattr(c, k)!r}" for k, v in want.items() if getattr(c, k) != v]
     if c.kv_heads != c.num_heads:
         bad.append(f"num_kv_heads = {c.num_kv_heads}")
+    if c.dim_per_head * c.num_heads != c.hidden:
+        bad.append(f"head_dim = {c.head_dim} (BART's is hidden / num_heads)")
     if c.use_final_norm:
         bad.append("final_norm = true")
     if bad:
@@ -61,7 +63,8 @@ def config_to_hf(c: ModelConfig) -> dict:
         "dropout": c.dropout, "attention_dropout": c.attention_dropout, "activation_dropout": 0.0,
         "init_std": c.init_std, "scale_embedding": False, "is_encoder_decoder": True,
         "pad_token_id": c.pad_token_id, "bos_token_id": 0, "eos_token_id": 2, "decoder_start_token_id": 2,
-        "forced_eos_token_id": 2, "tie_word_embeddings": True,
+        "forced_eos_token_id": None,  # sesame's decoding does not force </s> at the length limit
+        "tie_word_embeddings": True,
     }
 
 
