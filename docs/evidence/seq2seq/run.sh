@@ -4,13 +4,13 @@
 # Multi30k en->de, pre-trained vs the same architecture from random init (--transfer-layers none),
 # one seed, identical budgets. Writes docs/evidence/seq2seq/{pretrain.json,multi30k.json}.
 set -euo pipefail
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's sesame
 RUNS=${RUNS:-runs/evidence-seq2seq}
 PY=${PY:-python}
-# 1. tokenizer + corpus once (recipe as written), then 200 steps reading them
+# 1. tokenizer + corpus once (recipe as written), then 100 steps reading them
 [ -f "$RUNS/prep/tokenizer.json" ] || $PY -m sesame.cli.main pretrain recipes/t5-tiny-en.toml --out "$RUNS/prep" --no-progress \
     --set train.steps=1 --set train.eval_every=0 --set train.save_every=1000 --set data.workers=1
-$PY -m sesame.cli.main pretrain recipes/t5-tiny-en.toml --out "$RUNS/t5-tiny-en" --no-progress \
+[ -f "$RUNS/t5-tiny-en/model/config.toml" ] || $PY -m sesame.cli.main pretrain recipes/t5-tiny-en.toml --out "$RUNS/t5-tiny-en" --no-progress \
     --set tokenizer.path="'$RUNS/prep/tokenizer.json'" --set data.corpus="'$RUNS/prep/corpus'" \
     --set train.steps=100 --set train.warmup=10 --set train.lr=2e-3 --set train.eval_every=50 \
     --set train.save_every=1000 --set train.log_every=10 --set data.workers=1
