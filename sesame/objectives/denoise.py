@@ -115,7 +115,6 @@ class Denoise(Seq2SeqObjective):
         o = self.opts
         if vocab.mask_id is None and (o.mask_ratio > 0 or o.token_mask_prob > 0):
             raise ConfigError("bart denoising with masking needs a tokenizer with a <mask> token")
-        self.normal = np.flatnonzero(~self.special[: vocab.size])
 
     def corrupt(self, ids: np.ndarray, starts: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
         """The noised version of one window's real tokens (the target is ``ids`` itself)."""
