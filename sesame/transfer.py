@@ -144,7 +144,7 @@ def models_in(module: nn.Module) -> list[Model]:
 def reinit(model: Model, keep_embeddings: bool = True) -> int:
     """Re-initialise everything but (with ``keep_embeddings``) the embeddings and positions:
     blocks, final norms, the scalar mix and untied heads. Returns the number of tensors."""
-    keep = {"embed", "position", "decoder_position"} if keep_embeddings else set()
+    keep = {"embed", "position", "decoder_position", "decoder_embed_norm"} if keep_embeddings else set()
     modules = [m for name, m in model.body.named_children() if name not in keep]
     modules += [h for h in model.heads.values() if not h.tied]
     if model.mix is not None:
@@ -164,7 +164,7 @@ def reinit(model: Model, keep_embeddings: bool = True) -> int:
 # ---------------------------------------------------------------- layer groups
 
 _BODY = re.compile(r"(?:^|\.)body\.")
-_EMBED = re.compile(r"(?:^|\.)body\.(?:embed|position|decoder_position)\.")
+_EMBED = re.compile(r"(?:^|\.)body\.(?:embed|position|decoder_position|decoder_embed_norm)\.")
 _TOKENS = re.compile(r"(?:^|\.)body\.embed\.tokens\.")
 _BLOCK = re.compile(r"(?:^|\.)body\.(layers|encoder|decoder)\.(\d+)\.")
 
