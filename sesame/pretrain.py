@@ -88,7 +88,11 @@ def prepare_run(run: RunConfig, run_dir: str | Path, progress: bool = True, hold
     tok, note_tok = get_tokenizer(run, run_dir, progress)
     run, notes = fit_model_to_tokenizer(run, tok)
     corpus, note_corpus = get_corpus(run, run_dir, tok, progress)
-    dataset = build_dataset(corpus, run.data, seed=run.train.seed)
+    objective = get("objective", run.objective.name)
+    data = run.data  # an objective that shortens its input (t5-span) reads longer raw windows
+    if hasattr(objective, "window_length"):
+        data = data.replace(seq_len=objective.window_length(data.seq_len, run.objective.options))
+    dataset = build_dataset(corpus, data, seed=run.train.seed)
     n_eval = int(math.floor(len(dataset) * holdout)) if run.train.eval_every else 0
     n_train = len(dataset) - n_eval
     if n_train < run.train.batch_size:
@@ -102,7 +106,7 @@ def prepare_run(run: RunConfig, run_dir: str | Path, progress: bool = True, hold
         size = min(n_eval, run.train.micro_batch_size or run.train.batch_size)
         evaluation = DatasetSource(Subset(dataset, n_train, len(dataset)), size, shuffle=False)
     notes = [note_tok, note_corpus, *notes,
-             f"{n_train:,} training examples of {run.data.seq_len} tokens ({run.data.examples}), {n_eval:,} held out"]
+             f"{n_train:,} training examples of {data.seq_len} tokens ({run.data.examples}), {n_eval:,} held out"]
     return Prepared(run, tok, corpus, train, evaluation, notes)
 
 

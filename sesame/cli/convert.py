@@ -6,7 +6,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "convert", help="convert between Hugging Face / GGUF and sesame model directories",
         description="Convert weights, config and tokenizer files. Supported families: BERT, RoBERTa, "
-                    "ALBERT, DistilBERT, ELECTRA, GPT-2, Llama.",
+                    "ALBERT, DistilBERT, ELECTRA, GPT-2, Llama, T5, BART.",
     )
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--from-hf", action="store_true", help="SRC is a Hugging Face directory")

@@ -23,6 +23,7 @@ VERBS = [
     "distill",
     "prune",
     "quantize",
+    "static",
 ]
 
 

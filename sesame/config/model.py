@@ -20,7 +20,7 @@ class ModelConfig(Section):
     """Shape and parts of a Transformer. ``heads`` lists the output heads to build."""
 
     SECTION = "model"
-    family: str = "custom"  # bert, roberta, albert, distilbert, electra, gpt2, llama, custom
+    family: str = "custom"  # bert, roberta, albert, distilbert, electra, gpt2, llama, t5, bart, custom
     arch: str = "encoder"
     vocab_size: int = 30522
     hidden: int = 768
@@ -59,6 +59,8 @@ class ModelConfig(Section):
     heads: list[str] = dataclasses.field(default_factory=lambda: ["mlm"])
     num_labels: int = 2  # for the `classify` head
     tie_embeddings: bool = True
+    lm_rescale: bool = False  # T5: scale the decoder output by hidden ** -0.5 before the LM head
+    lm_bias: bool = False  # a bias on the LM logits (BART's final_logits_bias)
     pad_token_id: int = 0
     init_std: float = 0.02
     head_counts: list[int] | None = None  # attention heads per layer after head pruning; default num_heads each
