@@ -36,7 +36,7 @@ def load_any(model_dir: str | Path, weights: str = "fp32") -> tuple[Model, Token
     if (path / "config.toml").is_file():
         model, _ = load_model(path)
     elif (path / "state.json").is_file():  # a training checkpoint: runs/NAME/checkpoints/step-N
-        from sesame.train.checkpoint import checkpoint_model
+        from sesame.runs import checkpoint_model
 
         model, tok_path = checkpoint_model(path)
     elif (path / "config.json").is_file():

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 from pathlib import Path
 from typing import Callable
 
 from sesame.config import RunConfig, get
 from sesame.data import Corpus, build_dataset, prepare
-from sesame.errors import ConfigError, DataError
+from sesame.errors import ConfigError, DataError, OutputError
 from sesame.models import save_model
 from sesame.objectives import Vocab
 from sesame.tokenize import Tokenizer, load_tokenizer, train_tokenizer
-from sesame.train import Trainer
+from sesame.train import Trainer, find_resumable
+from sesame.train.lock import LOCK, run_lock
+from sesame.train.resume import check_resume
 from sesame.train.source import DatasetSource, Subset
 
 TOKENIZER = "tokenizer.json"
@@ -111,11 +114,63 @@ def build_task(run: RunConfig, tok: Tokenizer):
     return objective(Vocab.from_tokenizer(tok), run.objective.options)
 
 
+# what a pretrain run writes into its directory; --overwrite replaces these and keeps anything else
+RUN_OUTPUTS = ("config.toml", TOKENIZER, "corpus", "checkpoints", "metrics.jsonl", "plots", "model", "tensorboard")
+
+
+def _claim_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """The overwrite policy for a run directory: a non-empty one is refused unless resumed or
+    ``overwrite``, which removes only this verb's own outputs (RUN_OUTPUTS)."""
+    if resume:
+        return
+    taken = [p for p in run_dir.iterdir() if p.name != LOCK] if run_dir.is_dir() else []
+    if not taken:
+        return
+    if not overwrite:
+        raise OutputError(f"run directory {run_dir} already holds {', '.join(sorted(p.name for p in taken)[:6])}; "
+                          "pass --resume to continue that run, --overwrite to start it again (only the run's own "
+                          "outputs are replaced), or choose a new --out")
+    for p in taken:
+        if p.name in RUN_OUTPUTS:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+def _finished(run: RunConfig, run_dir: Path, allow_config_change: bool) -> int | None:
+    """The step of a run that already reached ``train.steps`` and saved its model, else None;
+    checks the resumed config against the checkpoint's first (before any tokenizer or corpus work)."""
+    path, state, _ = find_resumable(run_dir / "checkpoints", verify=False)
+    if state is None:
+        return None
+    old = state.get("config")
+    if isinstance(old, dict):
+        # the model's vocabulary follows the tokenizer (fit_model_to_tokenizer): checked by the trainer
+        fitted = tuple(f"{s}.{k}" for s in ("model", "generator") for k in ("vocab_size", "pad_token_id"))
+        check_resume(old, run.to_dict(), state["step"], allow_config_change, str(run_dir), ignore=fitted)
+    if state["step"] >= run.train.steps and (run_dir / "model" / "config.toml").is_file():
+        return state["step"]
+    return None
+
+
 def pretrain(run: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
              on_log: Callable | None = None, on_eval: Callable | None = None,
-             say: Callable[[str], None] = print) -> dict:
-    """Train ``run`` in ``run_dir``; the final model goes to ``run_dir/model``."""
+             say: Callable[[str], None] = print, overwrite: bool = False,
+             allow_config_change: bool = False) -> dict:
+    """Train ``run`` in ``run_dir``; the final model goes to ``run_dir/model``. The run
+    directory is locked first thing and for the whole run. A non-empty ``run_dir`` needs
+    ``resume`` or ``overwrite``; ``allow_config_change`` admits changed optimisation settings on
+    resume (see train.resume). Resuming a finished run returns at once with ``finished``."""
     run_dir = Path(run_dir)
+    with run_lock(run_dir, say):
+        _claim_run_dir(run_dir, resume, overwrite)
+        if resume:
+            done = _finished(run, run_dir, allow_config_change)
+            if done is not None:
+                return {"finished": True, "steps": done, "start_step": done, "loss": None,
+                        "model_dir": str(run_dir / "model")}
+        return _pretrain(run, run_dir, resume, progress, on_log, on_eval, say, allow_config_change)
+
+
+def _pretrain(run, run_dir, resume, progress, on_log, on_eval, say, allow_config_change) -> dict:
     prep = prepare_run(run, run_dir, progress)
     for note in prep.notes:
         say(note)
@@ -123,11 +178,12 @@ def pretrain(run: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
     trainer = Trainer.from_run_config(task, prep.config, prep.train, run_dir, prep.eval,
                                       on_log=on_log, on_eval=on_eval, progress=progress)
     try:
-        summary = trainer.fit(resume=resume)
+        summary = trainer.fit(resume=resume, allow_config_change=allow_config_change)
         if trainer.dist.main:
             model = trainer.module.model if hasattr(trainer.module, "model") else trainer.module
             save_model(model, run_dir / "model", extra={TOKENIZER: prep.tokenizer.to_json()})
     finally:
         trainer.close()
     summary["model_dir"] = str(run_dir / "model")
+    summary["finished"] = summary["start_step"] >= summary["steps"]
     return summary
