@@ -143,6 +143,26 @@ def load_state(model: Model, state: dict[str, torch.Tensor], allow_missing: bool
     return report
 
 
+def check_vocab(config: ModelConfig, vocab_size: int, special_ids: dict[str, int], where: str,
+                pad: bool = True) -> None:
+    """A tokenizer of ``vocab_size`` tokens with ``special_ids`` must fit a model of ``config``:
+    every id inside the embedding table, the table no bigger than the vocabulary rounded up to a
+    multiple of 128 (the padding some checkpoints add), and (``pad``) the same padding id."""
+    rows = config.vocab_size
+    padded = -(-vocab_size // 128) * 128
+    bad = {r: i for r, i in special_ids.items() if not 0 <= i < rows}
+    if vocab_size > rows or bad or rows > max(padded, vocab_size):
+        raise CheckpointError(
+            f"{where}: the tokenizer has {vocab_size} tokens"
+            f"{f' (special ids {bad} outside the model)' if bad else ''} but the model's embedding has {rows} "
+            "rows; they were not made together. Use the tokenizer the model was trained with (its "
+            "tokenizer.json), or retrain the model with this tokenizer")
+    pad_id = special_ids.get("pad")
+    if pad and pad_id is not None and pad_id != config.pad_token_id:
+        raise CheckpointError(f"{where}: the tokenizer's padding id is {pad_id} but the model's pad_token_id is "
+                              f"{config.pad_token_id}; use the tokenizer the model was trained with")
+
+
 def read_config(path: str | Path) -> ModelConfig:
     path = Path(path)
     if not path.exists():
