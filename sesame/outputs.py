@@ -35,6 +35,19 @@ def claim_output(path: str | Path, overwrite: bool = False, what: str = "output"
     return path
 
 
+def claim_run_dir(path: str | Path, resume: bool, overwrite: bool = False) -> Path:
+    """A training run's directory: new or empty, or resumed (``--resume``), or ``overwrite``."""
+    path = Path(path)
+    if not resume:
+        taken = [p for p in path.iterdir() if p.name != ".lock"] if path.is_dir() else []
+        if taken and not overwrite:
+            shown = ", ".join(sorted(p.name for p in taken)[:6])
+            raise OutputError(f"run directory {path} already holds {shown}; pass --resume to continue that run, "
+                              "--overwrite to start it again where the verb offers it (only the run's own outputs "
+                              "are replaced), or choose a new --out")
+    return path
+
+
 def keep_foreign(old: Path, new: Path) -> list[str]:
     """Carry the entries of directory ``old`` that ``new`` lacks into ``new`` (hard links where
     possible), so replacing ``old`` by ``new`` deletes nothing the writer did not create."""

@@ -15,12 +15,13 @@ from typing import Callable
 
 from sesame.config import RunConfig, get
 from sesame.data import Corpus, build_dataset, prepare
-from sesame.errors import ConfigError, DataError, OutputError
+from sesame.errors import ConfigError, DataError
 from sesame.models import save_model
 from sesame.objectives import Vocab
+from sesame.outputs import claim_run_dir
 from sesame.tokenize import Tokenizer, load_tokenizer, train_tokenizer
 from sesame.train import Trainer, find_resumable
-from sesame.train.lock import LOCK, run_lock
+from sesame.train.lock import run_lock
 from sesame.train.resume import check_resume
 from sesame.train.source import DatasetSource, Subset
 
@@ -119,20 +120,13 @@ RUN_OUTPUTS = ("config.toml", TOKENIZER, "corpus", "checkpoints", "metrics.jsonl
 
 
 def _claim_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """The overwrite policy for a run directory: a non-empty one is refused unless resumed or
-    ``overwrite``, which removes only this verb's own outputs (RUN_OUTPUTS)."""
-    if resume:
-        return
-    taken = [p for p in run_dir.iterdir() if p.name != LOCK] if run_dir.is_dir() else []
-    if not taken:
-        return
-    if not overwrite:
-        raise OutputError(f"run directory {run_dir} already holds {', '.join(sorted(p.name for p in taken)[:6])}; "
-                          "pass --resume to continue that run, --overwrite to start it again (only the run's own "
-                          "outputs are replaced), or choose a new --out")
-    for p in taken:
-        if p.name in RUN_OUTPUTS:
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    """The overwrite policy for a run directory (outputs.claim_run_dir); ``overwrite`` removes
+    only this verb's own outputs (RUN_OUTPUTS) and keeps anything else."""
+    claim_run_dir(run_dir, resume, overwrite)
+    if overwrite and not resume and run_dir.is_dir():
+        for p in run_dir.iterdir():
+            if p.name in RUN_OUTPUTS:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
 def _finished(run: RunConfig, run_dir: Path, allow_config_change: bool) -> int | None:

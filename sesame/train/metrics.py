@@ -29,7 +29,7 @@ def read_metrics(path: str | Path, strict: bool = False) -> list[dict]:
         return records
     raw = path.read_bytes()
     lines = raw.split(b"\n")
-    torn = lines.pop() if lines else b""  # after the last newline: empty, or a torn write
+    lines.pop()  # after the last newline: empty, or a torn write of a killed run
     for n, line in enumerate(lines, 1):
         try:
             record = json.loads(line.decode("utf-8"))
@@ -42,7 +42,6 @@ def read_metrics(path: str | Path, strict: bool = False) -> list[dict]:
                                 "it at once. Remove or repair that line") from None
             continue
         records.append(record)
-    del torn
     return records
 
 
