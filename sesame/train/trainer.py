@@ -331,20 +331,20 @@ class Trainer:
                            encoding="utf-8")
             os.replace(tmp, path)
 
-    def _guard_resume(self, state: dict, allow: bool) -> None:
-        """Compare this run's config with the checkpoint's (see train.resume); record accepted changes."""
+    def _guard_resume(self, state: dict, allow: bool) -> dict:
+        """Compare this run's config with the checkpoint's (see train.resume); the accepted changes."""
         import tomllib
 
         old = state.get("config")
         if old is None and (self.run_dir / "config.toml").is_file():
             old = tomllib.loads((self.run_dir / "config.toml").read_text(encoding="utf-8"))
         if old is None:
-            return
+            return {}
         changes = check_resume(old, self.config_dict(), state["step"], allow, str(self.run_dir))
         if changes:
-            self.config_history.append({"step": state["step"], "changes": changes})
             self._say("config changed on resume from step {}: {}".format(
                 state["step"], ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items())))
+        return changes
 
     def _log_window(self, step_result: StepResult, lr: float, since: float) -> dict:
         w = self._window
@@ -383,8 +383,10 @@ class Trainer:
                     f"none of the checkpoints in {self.ckpt_dir} can be resumed ({'; '.join(skipped)}); nothing "
                     "was trained. Restore them, or move them away to start this run again from step 0")
             if path is not None:
-                self._guard_resume(state, allow_config_change)
+                changes = self._guard_resume(state, allow_config_change)
                 self.restore(path, state)
+                if changes:
+                    self.config_history.append({"step": state["step"], "changes": changes})
                 self._say(f"resuming from {path} at step {self.step}")
         elif ckpt.list_checkpoints(self.ckpt_dir):
             raise CheckpointError(
