@@ -10,11 +10,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import torch
 from test_train import TinyMLM, config, tokens, trainer
 
 from sesame.cli.main import main
@@ -23,7 +21,7 @@ from sesame.errors import CheckpointError, ConfigError, ConversionError, DataErr
 from sesame.models import build_model, save_model
 from sesame.pipelines import load_any
 from sesame.tokenize import train_tokenizer
-from sesame.train import ArraySource, Trainer, find_resumable, read_metrics
+from sesame.train import ArraySource, Trainer, read_metrics
 from sesame.train import checkpoint as ckpt
 from sesame.train.lock import RunLock
 from sesame.train.plot import plot_run
