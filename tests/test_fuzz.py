@@ -142,8 +142,10 @@ KEYS = st.sampled_from(["model.hidden", "model.layers", "model.vocab_size", "tra
 @given(st.lists(st.tuples(KEYS, VALUES), max_size=4))
 def test_config_overrides_end_in_a_config_or_a_sesame_error(pairs):
     CASES["config-set"] += 1
-    def literal(v):
-        return json.dumps(v) if not isinstance(v, float) else repr(v).replace("inf", "inf")
+
+    def literal(v):  # a TOML literal for --set (nan and inf included)
+        return repr(v) if isinstance(v, float) else json.dumps(v)
+
     ends_well(load_config, "test-encoder", [f"{k}={literal(v)}" for k, v in pairs])
 
 
@@ -182,8 +184,9 @@ def checkpoint_dir(tmp_path_factory):
     return root / "checkpoints" / "step-000001"
 
 
-JSONISH = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-2**65, 2**65), st.floats(), st.text(max_size=8)),
-                       lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(st.text(max_size=8), c, max_size=3)),
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-2**65, 2**65), st.floats(), st.text(max_size=8))
+JSONISH = st.recursive(SCALARS, lambda c: st.one_of(st.lists(c, max_size=3),
+                                                    st.dictionaries(st.text(max_size=8), c, max_size=3)),
                        max_leaves=8)
 
 

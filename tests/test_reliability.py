@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from test_train import TinyMLM, config, tokens, trainer
 
 from sesame.cli.main import main
@@ -21,7 +22,7 @@ from sesame.errors import CheckpointError, ConfigError, ConversionError, DataErr
 from sesame.models import build_model, save_model
 from sesame.pipelines import load_any
 from sesame.tokenize import train_tokenizer
-from sesame.train import ArraySource, Trainer, read_metrics
+from sesame.train import ArraySource, Trainer, find_resumable, read_metrics
 from sesame.train import checkpoint as ckpt
 from sesame.train.lock import RunLock
 from sesame.train.plot import plot_run
@@ -277,3 +278,78 @@ def test_tokenizer_train_reports_replaced_bytes_and_a_short_vocabulary(tmp_path,
     assert main(["tokenizer", "train", str(src), "--vocab-size", "200", "--out", str(tmp_path / "tok")]) == 0
     err = capsys.readouterr().err
     assert "2 invalid UTF-8 bytes" in err and "came out at" in err and "of the 200 tokens asked" in err
+
+
+# ---- 7. reproducibility, and a finished run resumed --------------------------------------------
+TEXT = "\n\n".join(f"The {a} sat on the {b}. A {a} is not a {b}, but the {b} holds the {a}."
+                   for a in ("cat", "dog", "bird", "fish", "horse") for b in ("mat", "chair", "table", "box"))
+
+
+def test_two_fresh_pretrain_runs_are_identical_and_a_finished_run_resumes_cleanly(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    src = tmp_path / "text.txt"
+    src.write_text(TEXT * 3)
+    sets = [f"data.inputs=[{str(src)!r}]", "data.seq_len=32", "tokenizer.vocab_size=90", "tokenizer.min_frequency=1",
+            "train.steps=4", "train.batch_size=4", "train.log_every=1", "train.deterministic=true", "train.threads=1",
+            "train.device='cpu'", "model.max_positions=32", "model.hidden=32", "model.layers=1"]
+    args = [a for s in sets for a in ("--set", s)]
+
+    def cli(out, *extra):
+        return [sys.executable, "-m", "sesame.cli.main", "pretrain", "test-encoder", "--out", str(out),
+                "--no-progress", *args, *extra]
+
+    procs = [subprocess.Popen(cli(tmp_path / n), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env(), cwd=ROOT) for n in ("a", "b")]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert (a / "tokenizer.json").read_bytes() == (b / "tokenizer.json").read_bytes()
+    losses = [[r["loss"] for r in read_metrics(d) if "event" not in r and "loss" in r] for d in (a, b)]
+    assert len(losses[0]) == 4 and losses[0] == losses[1]
+    wa, wb = (load_file(str(d / "model" / "model.safetensors")) for d in (a, b))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    capsys.readouterr()
+    assert main(cli(a, "--resume")[3:]) == 0  # before: a TypeError in cli/pretrain.py
+    assert "already finished at step 4" in capsys.readouterr().out
+
+
+# ---- 9. faults around checkpoints ----------------------------------------------------------------
+def test_two_training_processes_on_one_run_directory_lose_nothing(tmp_path):
+    from test_train import CHILD
+
+    def child(**extra):
+        args = {"run_dir": str(tmp_path), "train": dict(steps=8, save_every=2, keep=2, log_every=1), **extra}
+        return [sys.executable, "-c", CHILD, json.dumps(args)]
+
+    procs = [subprocess.Popen(child(delay=0.6), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env()) for _ in range(2)]  # started together: one takes the lock
+    results = [(p.pid, *p.communicate(timeout=180), p.returncode) for p in procs]
+    ok = [r for r in results if r[3] == 0]
+    refused = [r for r in results if r[3] != 0]
+    assert len(ok) == 1 and len(refused) == 1, results
+    assert f"in use by pid {ok[0][0]}" in refused[0][2]
+    steps = [r["step"] for r in read_metrics(tmp_path, strict=True) if "event" not in r]
+    assert steps == list(range(1, 9))  # one writer, nothing interleaved
+    path, state, skipped = find_resumable(tmp_path / "checkpoints")
+    assert state["step"] == 8 and not skipped
+
+
+def test_a_corrupt_newest_or_oldest_checkpoint_costs_nothing_but_its_own_steps(tmp_path, capsys):
+    full = trainer(tmp_path / "full", steps=6, save_every=2, keep=0)
+    full.fit()
+    expected = {r["step"]: r["loss"] for r in read_metrics(tmp_path / "full") if "event" not in r}
+    run = tmp_path / "run"
+    trainer(run, steps=6, save_every=2, keep=0).fit()
+    c = run / "checkpoints"
+    (c / "step-000002" / "model.safetensors").write_bytes(b"\0" * (c / "step-000002" / "model.safetensors")
+                                                          .stat().st_size)  # oldest: same size, wrong bytes
+    raw = (c / "step-000006" / "state.json").read_bytes()
+    (c / "step-000006" / "state.json").write_bytes(raw[: len(raw) // 2])  # newest: torn
+    summary = trainer(run, steps=6, save_every=2, keep=0).fit(resume=True)
+    assert summary["start_step"] == 4 and any("step-000006" in s for s in summary["skipped_checkpoints"])
+    assert {r["step"]: r["loss"] for r in read_metrics(run) if "event" not in r} == expected
+    assert ckpt.read_state(c / "step-000006")["step"] == 6  # rewritten whole
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        ckpt.read_state(c / "step-000002")  # named, kept for inspection, never silently used
