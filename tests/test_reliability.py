@@ -316,6 +316,7 @@ def test_two_fresh_pretrain_runs_are_identical_and_a_finished_run_resumes_cleanl
 
 
 # ---- 9. faults around checkpoints ----------------------------------------------------------------
+@pytest.mark.slow  # two trainer processes (~10 s of CPU); the lock itself is tested above in one process
 def test_two_training_processes_on_one_run_directory_lose_nothing(tmp_path):
     from test_train import CHILD
 
