@@ -13,11 +13,11 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from sesame.config import RunConfig, get
+from sesame.config import RunConfig
 from sesame.data import Corpus, build_dataset, prepare
 from sesame.errors import ConfigError, DataError
 from sesame.models import save_model
-from sesame.objectives import Vocab
+from sesame.objectives import Vocab, build_objective
 from sesame.outputs import claim_run_dir
 from sesame.tokenize import Tokenizer, load_tokenizer, train_tokenizer
 from sesame.train import Trainer, find_resumable
@@ -111,8 +111,7 @@ def prepare_run(run: RunConfig, run_dir: str | Path, progress: bool = True, hold
 
 
 def build_task(run: RunConfig, tok: Tokenizer):
-    objective = get("objective", run.objective.name)
-    return objective(Vocab.from_tokenizer(tok), run.objective.options)
+    return build_objective(run.objective, Vocab.from_tokenizer(tok), generator=run.generator)
 
 
 # what a pretrain run writes into its directory; --overwrite replaces these and keeps anything else
@@ -169,6 +168,8 @@ def _pretrain(run, run_dir, resume, progress, on_log, on_eval, say, allow_config
     for note in prep.notes:
         say(note)
     task = build_task(prep.config, prep.tokenizer)
+    if hasattr(task, "check_corpus"):
+        task.check_corpus(prep.corpus)  # e.g. entity masking on a corpus without entity spans
     trainer = Trainer.from_run_config(task, prep.config, prep.train, run_dir, prep.eval,
                                       on_log=on_log, on_eval=on_eval, progress=progress)
     try:
@@ -176,6 +177,9 @@ def _pretrain(run, run_dir, resume, progress, on_log, on_eval, say, allow_config
         if trainer.dist.main:
             model = trainer.module.model if hasattr(trainer.module, "model") else trainer.module
             save_model(model, run_dir / "model", extra={TOKENIZER: prep.tokenizer.to_json()})
+            if hasattr(trainer.module, "generator"):  # ELECTRA: the generator beside the discriminator
+                save_model(trainer.module.generator, run_dir / "generator",
+                           extra={TOKENIZER: prep.tokenizer.to_json()})
     finally:
         trainer.close()
     summary["model_dir"] = str(run_dir / "model")

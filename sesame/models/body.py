@@ -63,6 +63,7 @@ class Body(nn.Module):
         positions: torch.Tensor | None = None,
         hidden_states: list | None = None,
         attentions: list | None = None,
+        global_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         cfg = self.config
         if input_ids.dim() != 2:
@@ -87,7 +88,7 @@ class Body(nn.Module):
         hook = self.position.hook
         x = self.embed(input_ids, token_type_ids, self.position.embed(positions) if hook == "input" else None)
         if layout is None:
-            layout = Layout(causal=cfg.is_causal, key_padding=attention_mask, q_offset=past)
+            layout = Layout(causal=cfg.is_causal, key_padding=attention_mask, q_offset=past, global_mask=global_mask)
         bias = None
         if hook == "bias":
             kpos = torch.arange(past + t, device=x.device)
