@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -18,7 +19,7 @@ from sesame.data import Corpus, build_dataset, prepare
 from sesame.errors import ConfigError, DataError
 from sesame.models import save_model
 from sesame.objectives import Vocab, build_objective
-from sesame.outputs import claim_run_dir
+from sesame.outputs import claim_run_dir, writing
 from sesame.tokenize import Tokenizer, load_tokenizer, train_tokenizer
 from sesame.train import Trainer, find_resumable
 from sesame.train.lock import run_lock
@@ -50,7 +51,10 @@ def get_tokenizer(run: RunConfig, run_dir: Path, progress: bool = True) -> tuple
     if not files:
         raise ConfigError("nothing to train a tokenizer on: set data.inputs (or tokenizer.files / tokenizer.path)")
     tok = train_tokenizer(files, run.tokenizer, show_progress=progress)
-    tok.save(saved)
+    tmp = saved.with_name(saved.name + ".tmp")  # written whole, then renamed: a resume never reuses half a file
+    with writing(saved, cleanup=tmp):
+        tmp.write_text(tok.to_json(), encoding="utf-8")
+        os.replace(tmp, saved)
     return tok, f"trained a {run.tokenizer.kind} tokenizer of {tok.vocab_size} tokens -> {saved}"
 
 
@@ -164,7 +168,8 @@ def pretrain(run: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
 
 
 def _pretrain(run, run_dir, resume, progress, on_log, on_eval, say, allow_config_change) -> dict:
-    prep = prepare_run(run, run_dir, progress)
+    with writing(run_dir):  # a full disk while preparing: one error line; the same command resumes
+        prep = prepare_run(run, run_dir, progress)
     for note in prep.notes:
         say(note)
     task = build_task(prep.config, prep.tokenizer)
