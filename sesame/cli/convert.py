@@ -1,6 +1,8 @@
 """`sesame convert`: Hugging Face (or GGUF) <-> sesame model directories."""
 from __future__ import annotations
 
+from sesame.cli.common import add_overwrite_arg
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -16,12 +18,15 @@ def add_parser(sub) -> None:
     p.add_argument("out", help="output directory (written atomically)")
     p.add_argument("--allow-missing", action="store_true",
                    help="start parameters missing from the source fresh instead of failing")
+    add_overwrite_arg(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from sesame.models import hf
+    from sesame.outputs import claim_output
 
+    claim_output(args.out, args.overwrite, "output directory")
     if args.from_hf:
         report = hf.convert_from_hf(args.src, args.out, allow_missing=args.allow_missing)
         print(report)

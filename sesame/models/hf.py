@@ -97,7 +97,12 @@ def _read_hf(src: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     cfg_file = src / "config.json"
     if not cfg_file.is_file():
         raise CheckpointError(f"{str(src)!r} has no config.json, so it is not a Hugging Face model directory")
-    hf_cfg = json.loads(cfg_file.read_text())
+    try:
+        hf_cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ConversionError(f"{cfg_file} is not valid JSON ({err}); restore the model's config.json") from None
+    if not isinstance(hf_cfg, dict) or not isinstance(hf_cfg.get("model_type", ""), str):
+        raise ConversionError(f"{cfg_file} is malformed: expected a JSON object with a string model_type")
     files = sorted(src.glob("*.safetensors"))
     if not files:
         bins = list(src.glob("*.bin"))
@@ -117,7 +122,11 @@ def _lookup(state: dict, key: str, fam: Family, base: bool) -> str | None:
 
 def state_from_hf(hf_cfg: dict, state: dict[str, torch.Tensor], fam: Family, heads: list[str] | None = None):
     """Map a HF state dict to (ModelConfig, our state, renamed pairs, unused HF keys)."""
-    config = fam.config_from_hf(hf_cfg)
+    try:
+        config = fam.config_from_hf(hf_cfg)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:  # a field missing or of the wrong type
+        raise ConversionError(f"config.json is malformed for a {fam.name} model: {type(err).__name__} {err}; "
+                              "restore the model's config.json") from None
     if fam.adjust is not None:
         config = fam.adjust(config, state)
     head_rules = fam.head_rules(config)
