@@ -52,6 +52,8 @@ class Seq2SeqObjective(TokenObjective):
     """Base of the encoder-decoder objectives: subclasses implement ``corrupt``."""
 
     archs = ("encoder-decoder",)
+    heads = ("lm",)
+    composable = False  # its module scores the decoder itself; it trains alone
 
     def __init__(self, vocab, opts=None):
         super().__init__(vocab, opts)
