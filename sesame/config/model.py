@@ -7,7 +7,7 @@ from sesame.config.base import Section, choice
 from sesame.errors import ConfigError
 
 ARCHS = ("encoder", "decoder", "encoder-decoder")
-POSITIONS = ("learned", "sinusoidal", "rotary", "t5", "alibi", "none")
+POSITIONS = ("learned", "sinusoidal", "rotary", "t5", "alibi", "none", "shaw")
 NORMS = ("layernorm", "rmsnorm")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 FEEDFORWARDS = ("mlp", "glu")
@@ -35,7 +35,9 @@ class ModelConfig(Section):
     position_offset: int = 0  # RoBERTa's table starts at padding_idx + 1
     rope_theta: float = 10000.0
     relative_buckets: int = 32  # T5 bias
-    relative_max_distance: int = 128
+    relative_max_distance: int = 128  # T5 buckets; shaw: the clipping distance k (table of 2k+1)
+    relative_values: bool = False  # shaw: relative vectors on the values too (Shaw et al.)
+    relative_key_query: bool = False  # shaw: also the key-side term (HF "relative_key_query")
     norm: str = "layernorm"
     norm_eps: float = 1e-12
     prenorm: bool = False
@@ -97,6 +99,11 @@ class ModelConfig(Section):
             )
         if self.position == "rotary" and self.dim_per_head % 2:
             raise ConfigError("rotary positions need an even head dimension")
+        if self.position == "shaw" and self.relative_max_distance < 1:
+            raise ConfigError("model.relative_max_distance (the shaw clipping distance) must be >= 1")
+        if (self.relative_values or self.relative_key_query) and self.position != "shaw":
+            raise ConfigError("model.relative_values / relative_key_query belong to position = 'shaw'; "
+                              f"the model uses position = {self.position!r}")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attention_dropout < 1.0:
             raise ConfigError("model.dropout and model.attention_dropout must be in [0, 1)")
 

@@ -7,9 +7,11 @@ import torch
 from torch import nn
 
 from sesame.config.model import ModelConfig
-from sesame.nn.attention.kernel import build_kernel
+from sesame.errors import ConfigError
+from sesame.nn.attention.kernel import build_kernel, dense_attention
 from sesame.nn.cache import LayerCache
 from sesame.nn.layout import Layout
+from sesame.nn.positions import layer_position
 
 
 def _scale(config: ModelConfig) -> float:
@@ -27,6 +29,12 @@ class SelfAttention(nn.Module):
         self.sizes = [self.heads * self.dim, self.kv_heads * self.dim, self.kv_heads * self.dim]
         self.qkv = nn.Linear(config.hidden, sum(self.sizes), bias=config.bias)
         self.out = nn.Linear(self.heads * self.dim, config.hidden, bias=config.bias)
+        self.relative = layer_position(config)  # per-layer relative positions (shaw), or None
+        if self.relative is not None:
+            needed = set(needed) | {"bias"}
+            if self.relative.values is not None and config.attention != "full":
+                raise ConfigError("model.relative_values needs the attention probabilities, so "
+                                  f"model.attention = 'full'; got {config.attention!r}")
         self.kernel = build_kernel(config.attention, _scale(config), config.attention_dropout, needed)
 
     def forward(self, x, layout: Layout, position=None, positions=None, bias=None, cache: LayerCache | None = None,
@@ -41,11 +49,27 @@ class SelfAttention(nn.Module):
             q, k = position.rotate(q, k, positions)
         if cache is not None:
             k, v = cache.update(k, v)
+        if self.relative is not None:
+            rel = self.relative.score(q, k, self.kernel.scale)
+            bias = rel if bias is None else bias + rel
+            if self.relative.values is not None:
+                return self._with_values(q, k, v, layout, bias, maps, b, t)
         if maps is None:
             out = self.kernel(q, k, v, layout, bias)
         else:
             out, amap = self.kernel.attend_with_map(q, k, v, layout, bias)
             maps.append(amap)
+        return self.out(out.transpose(1, 2).reshape(b, t, self.heads * self.dim))
+
+    def _with_values(self, q, k, v, layout, bias, maps, b, t):
+        """Shaw's value term needs the (dropped-out) probabilities: explicit attention."""
+        _, amap = dense_attention(q, k, v, layout, bias, self.kernel.scale)
+        if maps is not None:
+            maps.append(amap)
+        probs = nn.functional.dropout(amap.probs, self.kernel.dropout, self.training)
+        if v.shape[1] != q.shape[1]:
+            v = v.repeat_interleave(q.shape[1] // v.shape[1], 1)
+        out = torch.matmul(probs, v) + self.relative.value_term(probs)
         return self.out(out.transpose(1, 2).reshape(b, t, self.heads * self.dim))
 
 
