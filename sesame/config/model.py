@@ -38,6 +38,9 @@ class ModelConfig(Section):
     relative_max_distance: int = 128  # T5 buckets; shaw: the clipping distance k (table of 2k+1)
     relative_values: bool = False  # shaw: relative vectors on the values too (Shaw et al.)
     relative_key_query: bool = False  # shaw: also the key-side term (HF "relative_key_query")
+    mem_len: int = 0  # Transformer-XL recurrence: hidden states kept per layer (model.new_memory); needs attention 'xl'
+    clamp_len: int = 0  # xl: clip relative distances at this value; 0: no clipping
+    relative_segments: bool = False  # xl: XLNet's relative segment encoding (s+/s- and their bias)
     norm: str = "layernorm"
     norm_eps: float = 1e-12
     prenorm: bool = False
@@ -104,6 +107,14 @@ class ModelConfig(Section):
         if (self.relative_values or self.relative_key_query) and self.position != "shaw":
             raise ConfigError("model.relative_values / relative_key_query belong to position = 'shaw'; "
                               f"the model uses position = {self.position!r}")
+        if self.mem_len < 0 or self.clamp_len < 0:
+            raise ConfigError("model.mem_len and model.clamp_len must be >= 0")
+        if (self.mem_len or self.relative_segments) and self.attention != "xl":
+            raise ConfigError("model.mem_len / relative_segments need model.attention = 'xl' (relative "
+                              f"positions that do not depend on absolute indices); got {self.attention!r}")
+        if self.attention == "xl" and self.position != "none":
+            raise ConfigError("model.attention = 'xl' brings its own relative positions; set "
+                              f"model.position = 'none' (got {self.position!r})")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attention_dropout < 1.0:
             raise ConfigError("model.dropout and model.attention_dropout must be in [0, 1)")
 

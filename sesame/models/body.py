@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 from sesame.config.model import ModelConfig
-from sesame.errors import ShapeError
+from sesame.errors import ConfigError, ShapeError
 from sesame.nn import Context, Embeddings, KVCache, Layout, Stack
+from sesame.nn.cache import Memory
 from sesame.nn.norms import build_norm
 from sesame.nn.positions import T5Bias, build_position
 
@@ -53,6 +54,21 @@ class Body(nn.Module):
     def new_cache(self) -> KVCache:
         return KVCache(self.layers.depth)
 
+    def new_memory(self, mem_len: int | None = None) -> Memory:
+        """Transformer-XL recurrence memory (model.mem_len hidden states per layer)."""
+        mem_len = mem_len or self.config.mem_len
+        if not mem_len or self.config.attention != "xl":
+            raise ConfigError("a recurrence memory needs model.attention = 'xl' and model.mem_len > 0 "
+                              f"(got attention {self.config.attention!r}, mem_len {mem_len})")
+        return Memory(self.layers.depth, mem_len)
+
+    def segments(self, token_type_ids, past: int):
+        """Key segment ids for relative segment encodings (memory keys count as segment 0)."""
+        if not self.config.relative_segments or token_type_ids is None:
+            return None
+        pad = token_type_ids.new_zeros(token_type_ids.shape[0], past)
+        return torch.cat([pad, token_type_ids], 1)
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -68,7 +84,8 @@ class Body(nn.Module):
         if input_ids.dim() != 2:
             raise ShapeError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
         check_ids("input_ids", input_ids, cfg.vocab_size)
-        check_ids("token_type_ids", token_type_ids, max(cfg.type_vocab_size, 1))
+        if not cfg.relative_segments:  # relative segments compare ids; they index no table
+            check_ids("token_type_ids", token_type_ids, max(cfg.type_vocab_size, 1))
         past = cache.length if cache is not None else 0
         t = input_ids.shape[1]
         if attention_mask is not None and attention_mask.shape != (input_ids.shape[0], past + t):
@@ -87,7 +104,8 @@ class Body(nn.Module):
         hook = self.position.hook
         x = self.embed(input_ids, token_type_ids, self.position.embed(positions) if hook == "input" else None)
         if layout is None:
-            layout = Layout(causal=cfg.is_causal, key_padding=attention_mask, q_offset=past)
+            layout = Layout(causal=cfg.is_causal, key_padding=attention_mask, q_offset=past,
+                            segments=self.segments(token_type_ids, past))
         bias = None
         if hook == "bias":
             kpos = torch.arange(past + t, device=x.device)

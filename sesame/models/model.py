@@ -121,6 +121,12 @@ class Model(nn.Module):
     def new_cache(self) -> KVCache:
         return self.body.new_cache()
 
+    def new_memory(self, mem_len: int | None = None):
+        """Transformer-XL recurrence memory; pass it as ``cache`` segment after segment."""
+        if self.config.arch == "encoder-decoder":
+            raise ConfigError("recurrence memory is for encoders and decoders, not encoder-decoders")
+        return self.body.new_memory(mem_len)
+
     @torch.no_grad()
     def step(self, input_ids, cache: KVCache, attention_mask=None, memory=None, memory_mask=None,
              last: bool = False):

@@ -20,7 +20,9 @@ class Layout:
     queries attend only within their document. ``prefix_len``: (B,) int, keys
     before it are visible to every query (UniLM seq2seq / prefix LM).
     ``mask``: explicit (B|1, H|1, Tq, Tk) bool. ``q_offset``: index of the first
-    query among the keys (decoding with a cache).
+    query among the keys (decoding with a cache, or a recurrence memory).
+    ``segments``: (B, Tk) int segment of each key (queries are the last Tq), read by
+    the ``xl`` kernel's relative segment term (XLNet); not a mask feature.
     """
 
     causal: bool = False
@@ -29,6 +31,7 @@ class Layout:
     prefix_len: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     q_offset: int = 0
+    segments: torch.Tensor | None = None
 
     def features(self) -> set[str]:
         out = set()

@@ -2,5 +2,6 @@
 from sesame.nn.attention.full import FullAttention
 from sesame.nn.attention.kernel import AttentionMap, Kernel, build_kernel, dense_attention
 from sesame.nn.attention.multihead import CrossAttention, SelfAttention
+from sesame.nn.attention.xl import XLAttention  # noqa: F401  (registers "xl")
 
 __all__ = ["AttentionMap", "dense_attention", "Kernel", "FullAttention", "build_kernel", "SelfAttention", "CrossAttention"]

@@ -70,8 +70,16 @@ class Kernel(nn.Module):
             )
 
 
-def build_kernel(name: str, scale: float, dropout: float, needed: set[str] = frozenset()) -> Kernel:
-    kernel = get("attention", name)(scale, dropout)
+def build_kernel(name: str, scale: float, dropout: float, needed: set[str] = frozenset(), config=None) -> Kernel:
+    """A kernel with ``needs_config = True`` (one that owns parameters, e.g. ``xl``) also gets the model config."""
+    cls = get("attention", name)
+    if getattr(cls, "needs_config", False):
+        if config is None:
+            raise ConfigError(f"attention kernel {name!r} cannot serve here (it needs the model config); "
+                              "use model.attention = 'full' for this part")
+        kernel = cls(scale, dropout, config)
+    else:
+        kernel = cls(scale, dropout)
     kernel.check(needed)
     return kernel
 

@@ -35,16 +35,21 @@ class SelfAttention(nn.Module):
             if self.relative.values is not None and config.attention != "full":
                 raise ConfigError("model.relative_values needs the attention probabilities, so "
                                   f"model.attention = 'full'; got {config.attention!r}")
-        self.kernel = build_kernel(config.attention, _scale(config), config.attention_dropout, needed)
+        self.kernel = build_kernel(config.attention, _scale(config), config.attention_dropout, needed, config)
 
     def forward(self, x, layout: Layout, position=None, positions=None, bias=None, cache: LayerCache | None = None,
                 maps: list | None = None):
         """``maps``: when a list, this layer's ``AttentionMap`` is appended to it."""
         b, t, _ = x.shape
-        q, k, v = self.qkv(x).split(self.sizes, dim=-1)
+        if cache is not None and getattr(cache, "stores", "kv") == "hidden":  # recurrence memory
+            q, k, v = self._project_with_memory(x, cache.extend(x))
+            cache = None
+        else:
+            q, k, v = self.qkv(x).split(self.sizes, dim=-1)
+        s = k.shape[1]
         q = q.view(b, t, self.heads, self.dim).transpose(1, 2)
-        k = k.view(b, t, self.kv_heads, self.dim).transpose(1, 2)
-        v = v.view(b, t, self.kv_heads, self.dim).transpose(1, 2)
+        k = k.view(b, s, self.kv_heads, self.dim).transpose(1, 2)
+        v = v.view(b, s, self.kv_heads, self.dim).transpose(1, 2)
         if position is not None and position.hook == "qk":
             q, k = position.rotate(q, k, positions)
         if cache is not None:
@@ -60,6 +65,15 @@ class SelfAttention(nn.Module):
             out, amap = self.kernel.attend_with_map(q, k, v, layout, bias)
             maps.append(amap)
         return self.out(out.transpose(1, 2).reshape(b, t, self.heads * self.dim))
+
+    def _project_with_memory(self, x, src):
+        """q from the current segment, k and v from [memory; segment]."""
+        w, bias = self.qkv.weight, self.qkv.bias
+        n = self.sizes[0]
+        q = nn.functional.linear(x, w[:n], None if bias is None else bias[:n])
+        kv = nn.functional.linear(src, w[n:], None if bias is None else bias[n:])
+        k, v = kv.split(self.sizes[1:], dim=-1)
+        return q, k, v
 
     def _with_values(self, q, k, v, layout, bias, maps, b, t):
         """Shaw's value term needs the (dropped-out) probabilities: explicit attention."""
