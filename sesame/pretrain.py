@@ -88,6 +88,8 @@ def prepare_run(run: RunConfig, run_dir: str | Path, progress: bool = True, hold
     tok, note_tok = get_tokenizer(run, run_dir, progress)
     run, notes = fit_model_to_tokenizer(run, tok)
     corpus, note_corpus = get_corpus(run, run_dir, tok, progress)
+    if getattr(get("objective", run.objective.name), "streams", False):  # recurrent (Transformer-XL) runs
+        return _prepare_streams(run, tok, corpus, [note_tok, note_corpus, *notes], holdout)
     dataset = build_dataset(corpus, run.data, seed=run.train.seed)
     n_eval = int(math.floor(len(dataset) * holdout)) if run.train.eval_every else 0
     n_train = len(dataset) - n_eval
@@ -103,6 +105,18 @@ def prepare_run(run: RunConfig, run_dir: str | Path, progress: bool = True, hold
         evaluation = DatasetSource(Subset(dataset, n_train, len(dataset)), size, shuffle=False)
     notes = [note_tok, note_corpus, *notes,
              f"{n_train:,} training examples of {run.data.seq_len} tokens ({run.data.examples}), {n_eval:,} held out"]
+    return Prepared(run, tok, corpus, train, evaluation, notes)
+
+
+def _prepare_streams(run: RunConfig, tok: Tokenizer, corpus: Corpus, notes: list[str], holdout: float) -> Prepared:
+    from sesame.data.streams import stream_sources
+
+    held = holdout if run.train.eval_every else 0.0
+    size = run.train.micro_batch_size or run.train.batch_size
+    train, evaluation = stream_sources(corpus, run.data.seq_len, run.train.batch_size, size, held)
+    notes.append(f"{run.train.batch_size} streams of {train.row:,} tokens in segments of {run.data.seq_len} "
+                 f"({train.segments} steps per epoch); {'no' if evaluation is None else evaluation.batch_size} "
+                 "held-out streams")
     return Prepared(run, tok, corpus, train, evaluation, notes)
 
 

@@ -71,3 +71,14 @@ class SegmentStreams:
                 raise DataError(f"the checkpoint's segment streams had {key} = {state.get(key)}, these have "
                                 f"{mine[key]}; resume with the same data, train.batch_size and segment length")
         self.epoch = int(state.get("epoch", 0))
+
+
+def stream_sources(corpus: Corpus, seg_len: int, streams: int, eval_streams: int,
+                   holdout: float) -> tuple[SegmentStreams, SegmentStreams | None]:
+    """Training streams over the corpus and, with ``holdout`` > 0, evaluation streams over
+    its last ``holdout`` fraction of tokens (held out, never trained on)."""
+    tokens = corpus_stream(corpus)
+    n_eval = int(len(tokens) * holdout)
+    train = SegmentStreams(tokens[: len(tokens) - n_eval], streams, seg_len)
+    evaluation = SegmentStreams(tokens[len(tokens) - n_eval:], eval_streams, seg_len) if n_eval else None
+    return train, evaluation

@@ -87,6 +87,7 @@ class XLCLM(TokenObjective):
     archs = ("decoder",)
     Options = Section
     needs = frozenset({"causal"})
+    streams = True  # reads sesame.data.streams.SegmentStreams batches (pretrain builds them)
 
     def transform(self, batch, rng):
         out = to_tensors({"input_ids": batch["input_ids"], "targets": batch["targets"]})
