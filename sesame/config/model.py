@@ -51,6 +51,9 @@ class ModelConfig(Section):
     attention: str = "full"
     attention_scale: float | None = None  # default 1/sqrt(head_dim); T5 uses 1.0
     bias: bool = True
+    attention_bias: bool | None = None  # biases of the attention projections; default: bias (XLNet: none)
+    lm_head_bias: bool = False  # a bias on the `lm` head's logits (XLNet)
+    two_stream: bool = False  # XLNet: a query stream (permutation LM) beside the content stream
     dropout: float = 0.1
     attention_dropout: float = 0.1
     share_layers: bool = False  # ALBERT cross-layer parameter sharing
@@ -95,7 +98,9 @@ class ModelConfig(Section):
                 f"model.heads {self.heads} need a bidirectional encoder but model.arch = 'decoder'; "
                 "use heads = ['lm'] or arch = 'encoder'"
             )
-        if self.arch == "encoder" and "lm" in self.heads:
+        if self.two_stream and (self.arch != "encoder" or self.attention != "xl"):
+            raise ConfigError("model.two_stream (XLNet's query stream) needs arch = 'encoder' and attention = 'xl'")
+        if self.arch == "encoder" and "lm" in self.heads and not self.two_stream:
             raise ConfigError(
                 "model.heads has 'lm' (next-token prediction) but model.arch = 'encoder' sees the "
                 "future; use arch = 'decoder' or the 'mlm' head"

@@ -2,12 +2,15 @@
 or an encoder-decoder. Heads live in ``heads.py``; ``model.py`` joins them."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
 from sesame.config.model import ModelConfig
 from sesame.errors import ConfigError, ShapeError
 from sesame.nn import Context, Embeddings, KVCache, Layout, Stack
+from sesame.nn.attention.two_stream import QueryStream, two_stream_block
 from sesame.nn.cache import Memory
 from sesame.nn.norms import build_norm
 from sesame.nn.positions import T5Bias, build_position
@@ -50,6 +53,7 @@ class Body(nn.Module):
         self.final_norm = (
             build_norm(config.norm, config.hidden, config.norm_eps) if config.use_final_norm else None
         )
+        self.query = QueryStream(config.hidden, config.init_std) if config.two_stream else None
 
     def new_cache(self) -> KVCache:
         return KVCache(self.layers.depth)
@@ -79,7 +83,11 @@ class Body(nn.Module):
         positions: torch.Tensor | None = None,
         hidden_states: list | None = None,
         attentions: list | None = None,
+        target_mapping: torch.Tensor | None = None,
+        query_layout: Layout | None = None,
     ) -> torch.Tensor:
+        """With ``target_mapping`` (B, M, T) (XLNet, ``model.two_stream``) the query stream runs
+        beside the content stream under ``query_layout`` and its M rows are returned."""
         cfg = self.config
         if input_ids.dim() != 2:
             raise ShapeError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
@@ -106,6 +114,10 @@ class Body(nn.Module):
         if layout is None:
             layout = Layout(causal=cfg.is_causal, key_padding=attention_mask, q_offset=past,
                             segments=self.segments(token_type_ids, past))
+        elif layout.segments is None and cfg.relative_segments:
+            layout = dataclasses.replace(layout, segments=self.segments(token_type_ids, past))
+        if target_mapping is not None:
+            return self._two_streams(x, layout, query_layout, target_mapping, cache)
         bias = None
         if hook == "bias":
             kpos = torch.arange(past + t, device=x.device)
@@ -119,6 +131,21 @@ class Body(nn.Module):
             if hidden_states is not None:
                 hidden_states[-1] = x
         return x
+
+
+    def _two_streams(self, h, layout, query_layout, target_mapping, cache):
+        if self.query is None:
+            raise ConfigError("a target_mapping (query stream) needs model.two_stream = true (XLNet)")
+        if query_layout is None:
+            raise ShapeError("the query stream needs its query_layout (see nn/attention/two_stream.py)")
+        if query_layout.segments is None and layout.segments is not None:
+            query_layout = dataclasses.replace(query_layout, segments=layout.segments)
+        g = self.embed.drop(self.query.start(h.shape[0], target_mapping.shape[1]).to(h.dtype))
+        for i in range(self.layers.depth):
+            block = self.layers[0 if self.layers.shared else i]
+            h, g = two_stream_block(block, h, g, layout, query_layout, target_mapping,
+                                    cache.layers[i] if cache is not None else None)
+        return self.final_norm(g) if self.final_norm is not None else g
 
 
 class EncoderDecoderBody(nn.Module):

@@ -52,7 +52,7 @@ class LMHead(Head):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.decoder = nn.Linear(config.hidden, config.vocab_size, bias=False)
+        self.decoder = nn.Linear(config.hidden, config.vocab_size, bias=config.lm_head_bias)
         tie = config.tie_embeddings and config.embed_dim == config.hidden
         self.tied = {"decoder.weight": EMBEDDING} if tie else {}
 

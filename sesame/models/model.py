@@ -91,6 +91,8 @@ class Model(nn.Module):
         memory: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        target_mapping: torch.Tensor | None = None,
+        query_layout: Layout | None = None,
     ) -> ModelOutput:
         """``select`` (bool (B, T)) limits token-level heads to those positions.
         ``output_attentions`` (encoders and decoders) returns each layer's
@@ -106,7 +108,8 @@ class Model(nn.Module):
                 return ModelOutput(hidden=memory, logits={}, memory=memory)
             hidden = self.body.decode(decoder_input_ids, memory, attention_mask, decoder_attention_mask, cache)
         else:
-            hidden = self.body(input_ids, attention_mask, token_type_ids, layout, cache, positions, states, maps)
+            hidden = self.body(input_ids, attention_mask, token_type_ids, layout, cache, positions, states, maps,
+                               target_mapping, query_layout)
             if self.mix is not None:
                 hidden = self.mix(states)
         logits: dict[str, torch.Tensor] = {}

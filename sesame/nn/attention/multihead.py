@@ -27,8 +27,9 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.heads, self.kv_heads, self.dim = config.num_heads, config.kv_heads, config.dim_per_head
         self.sizes = [self.heads * self.dim, self.kv_heads * self.dim, self.kv_heads * self.dim]
-        self.qkv = nn.Linear(config.hidden, sum(self.sizes), bias=config.bias)
-        self.out = nn.Linear(self.heads * self.dim, config.hidden, bias=config.bias)
+        bias = config.bias if config.attention_bias is None else config.attention_bias
+        self.qkv = nn.Linear(config.hidden, sum(self.sizes), bias=bias)
+        self.out = nn.Linear(self.heads * self.dim, config.hidden, bias=bias)
         self.relative = layer_position(config)  # per-layer relative positions (shaw), or None
         if self.relative is not None:
             needed = set(needed) | {"bias"}
