@@ -5,7 +5,7 @@ consecutive streams and report per-token perplexity with an evaluation memory of
 0, 1x, 2x and 4x the segment (the perplexity vs context curve; the model trained without
 memory at 0 and 1x).
 
-    python recipes/transformer_xl_memory.py train --out runs/xl-memory [--steps 500]
+    python recipes/transformer_xl_memory.py train --out runs/xl-memory [--steps 250] [--resume]
     python recipes/transformer_xl_memory.py eval --out runs/xl-memory --only mem64
     python recipes/transformer_xl_memory.py eval --out runs/xl-memory --only mem0
 
@@ -26,20 +26,20 @@ RECIPE = "recipes/transformer-xl-tiny-en.toml"
 SEG = 64
 
 
-def train(out: Path, steps: int, which: list[str]) -> None:
+def train(out: Path, steps: int, which: list[str], resume: bool = False) -> None:
     from sesame.config.run import load_config
     from sesame.pretrain import pretrain
 
     for name in which:
         mem = int(name[3:])
         sets = {"model.mem_len": mem, "train.steps": steps, "train.threads": 1, "train.eval_every": 0,
-                "train.save_every": steps, "train.warmup": max(steps // 20, 1)}
+                "train.save_every": 50, "train.warmup": max(steps // 20, 1)}
         if name != "mem64":
             sets.update({"tokenizer.path": str(out / "mem64" / "tokenizer.json"),
                          "data.corpus": str(out / "mem64" / "corpus")})
         run = load_config(RECIPE, [f"{k}={v}" for k, v in sets.items()])
         t = time.time()
-        summary = pretrain(run, out / name, progress=False, say=lambda s: print(s, flush=True))
+        summary = pretrain(run, out / name, resume=resume, progress=False, say=lambda s: print(s, flush=True))
         print(f"{name}: {summary['steps']} steps, loss {summary['loss']:.4f}, {time.time() - t:.0f} s", flush=True)
 
 
@@ -136,12 +136,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("stage", choices=["train", "eval"])
     p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--steps", type=int, default=250)
     p.add_argument("--only", nargs="+", default=["mem64", "mem0"], choices=["mem64", "mem0"])
     p.add_argument("--evidence", default="docs/evidence/transformer-xl")
+    p.add_argument("--resume", action="store_true", help="continue interrupted training runs")
     args = p.parse_args()
     if args.stage == "train":
-        train(Path(args.out), args.steps, args.only)
+        train(Path(args.out), args.steps, args.only, args.resume)
     else:
         evaluate(Path(args.out), Path(args.evidence), args.only)
 

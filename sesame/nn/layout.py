@@ -9,7 +9,7 @@ from functools import cached_property
 
 import torch
 
-FEATURES = ("causal", "padding", "documents", "prefix", "explicit", "bias")
+FEATURES = ("causal", "padding", "documents", "prefix", "explicit", "bias", "order")
 
 
 @dataclasses.dataclass(eq=False)
@@ -23,6 +23,10 @@ class Layout:
     query among the keys (decoding with a cache, or a recurrence memory).
     ``segments``: (B, Tk) int segment of each key (queries are the last Tq), read by
     the ``xl`` kernel's relative segment term (XLNet); not a mask feature.
+    ``order``: (B, T) int rank of each of the last T keys in a factorisation order
+    (XLNet): the content stream sees keys ranked no later than the query, the query
+    stream (``query_stream``) only keys ranked strictly earlier; earlier keys (memory)
+    are visible to all.
     """
 
     causal: bool = False
@@ -32,6 +36,8 @@ class Layout:
     mask: torch.Tensor | None = None
     q_offset: int = 0
     segments: torch.Tensor | None = None
+    order: torch.Tensor | None = None
+    query_stream: bool = False
 
     def features(self) -> set[str]:
         out = set()
@@ -45,6 +51,8 @@ class Layout:
             out.add("prefix")
         if self.mask is not None:
             out.add("explicit")
+        if self.order is not None:
+            out.add("order")
         return out
 
     def only_causal(self, tq: int, tk: int) -> bool:
@@ -84,4 +92,11 @@ class Layout:
         if self.mask is not None:
             em = self.mask.to(device=device, dtype=torch.bool)
             m = em if m is None else m & em
+        if self.order is not None:
+            r = self.order.to(device)
+            seen = (r[:, None, :] < r[:, :, None]) if self.query_stream else (r[:, None, :] <= r[:, :, None])
+            seen = seen[:, -tq:]
+            if tk > r.shape[1]:  # memory before the current positions: visible to every query
+                seen = torch.cat([seen.new_ones(r.shape[0], seen.shape[1], tk - r.shape[1]), seen], -1)
+            m = seen[:, None] if m is None else m & seen[:, None]
         return m

@@ -46,14 +46,10 @@ def stream_layouts(perm_mask: torch.Tensor | None, attention_mask: torch.Tensor 
 def order_layouts(order: torch.Tensor, attention_mask: torch.Tensor | None = None,
                   segments: torch.Tensor | None = None) -> tuple[Layout, Layout]:
     """(content, query) layouts realising a factorisation order: ``order`` (B, T) is each
-    position's rank in the order. Content: i sees j iff rank(j) <= rank(i); query: iff
-    rank(j) < rank(i). Padding keys are hidden from every query but a content position
-    still sees itself."""
-    earlier = order[:, None, :] < order[:, :, None]  # [b, i, j]: j comes before i
-    if attention_mask is not None:
-        earlier = earlier & attention_mask.bool()[:, None, :]
-    perm_mask = ~earlier
-    return stream_layouts(perm_mask, None, 0, segments)
+    position's rank (ties allowed: a span predicted together). Content: i sees j iff
+    rank(j) <= rank(i); query: iff rank(j) < rank(i); padding keys are hidden."""
+    return (Layout(key_padding=attention_mask, order=order, segments=segments),
+            Layout(key_padding=attention_mask, order=order, query_stream=True, segments=segments))
 
 
 class QueryStream(nn.Module):
