@@ -85,27 +85,26 @@ def evaluate(out: Path, evidence: Path, which: list[str]) -> None:
     results = json.loads(file.read_text()) if file.is_file() else {}
     results.update({"segment": SEG, "test_file": TEST, "test_tokens": int(len(tokens)), "streams": 16})
     results.setdefault("models", {})
+    evidence.mkdir(parents=True, exist_ok=True)
     for name in which:
-        mems = grid[name]
         model, _ = load_model(out / name / "model")
         model.eval()
-        row = {}
-        for mem in mems:
-            t = time.time()
-            ppl, n = perplexity(model, tokens, mem)
-            row[str(mem)] = ppl
-            print(f"{name} eval memory {mem:>3}: ppl {ppl:.2f} over {n:,} tokens ({time.time() - t:.0f} s)", flush=True)
         metrics = [json.loads(x) for x in (out / name / "metrics.jsonl").read_text().splitlines() if x.strip()]
         losses = [r["loss"] for r in metrics if r.get("loss") is not None and "event" not in r]
-        results["models"][name] = {"train_mem_len": int(name[3:]), "eval_ppl_by_memory": row,
-                                   "final_train_loss": losses[-1] if losses else None,
-                                   "train_steps": max((r.get("step", 0) for r in metrics), default=None),
-                                   "train_seconds": max((r.get("elapsed", 0) for r in metrics), default=None),
-                                   "config": (out / name / "config.toml").read_text()}
-    evidence.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(file)
+        entry = results["models"].setdefault(name, {"eval_ppl_by_memory": {}})
+        entry.update({"train_mem_len": int(name[3:]), "final_train_loss": losses[-1] if losses else None,
+                      "train_steps": max((r.get("step", 0) for r in metrics), default=None),
+                      "config": (out / name / "config.toml").read_text()})
+        for mem in grid[name]:  # each number is saved as soon as it is measured (reruns skip it)
+            if str(mem) in entry["eval_ppl_by_memory"]:
+                continue
+            t = time.time()
+            ppl, n = perplexity(model, tokens, mem)
+            entry["eval_ppl_by_memory"][str(mem)] = ppl
+            print(f"{name} eval memory {mem:>3}: ppl {ppl:.2f} over {n:,} tokens ({time.time() - t:.0f} s)", flush=True)
+            tmp = file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(results, indent=2))
+            tmp.replace(file)
     plot(results, evidence / "context.png")
     print(json.dumps({k: v["eval_ppl_by_memory"] for k, v in results["models"].items()}, indent=2))
 

@@ -101,7 +101,7 @@ class Body(nn.Module):
                 f"attention_mask has shape {tuple(attention_mask.shape)}, expected "
                 f"{(input_ids.shape[0], past + t)} (batch, cached + new tokens)"
             )
-        if cfg.position == "learned" and past + t > cfg.max_positions:
+        if cfg.position == "learned" and positions is None and past + t > cfg.max_positions:
             raise ShapeError(
                 f"a sequence of {past + t} tokens is longer than the position table "
                 f"(model.max_positions = {cfg.max_positions}); split the text into windows of at "

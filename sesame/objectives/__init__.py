@@ -2,6 +2,7 @@
 from sesame.objectives.base import IGNORE, Vocab
 from sesame.objectives.clm import CLM
 from sesame.objectives.mlm import MLM
+from sesame.objectives.mask_plm import MaskPLM  # noqa: F401  (registers "mask-plm")
 from sesame.objectives.plm import PLM  # noqa: F401  (registers "plm")
 from sesame.objectives.xl_clm import XLCLM  # noqa: F401  (registers "xl-clm")
 
