@@ -117,3 +117,30 @@ def test_export_reload_and_round_trip(pair, tmp_path):
     again = transformers.XLNetLMHeadModel.from_pretrained(tmp_path / "back")
     for (k, x), y in zip(hf.state_dict().items(), again.state_dict().values()):
         assert torch.equal(x, y), k
+
+
+@pytest.mark.parametrize("cls,heads,attr", [("XLNetForSequenceClassification", ["pooler", "classify"], "classify"),
+                                            ("XLNetForTokenClassification", ["tag"], "tag")])
+def test_classify_and_tag_heads(cls, heads, attr, tmp_path):
+    """A [SEP] B [SEP] [CLS] with the classification token last (left padding keeps it real)."""
+    torch.manual_seed(1)
+    hf = getattr(transformers, cls)(transformers.XLNetConfig(**CFG, num_labels=3))
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    hf.eval().save_pretrained(tmp_path / "hf")
+    ours, report = from_hf(tmp_path / "hf")
+    assert not report.missing and not report.unexpected, str(report)
+    assert ours.config.heads == heads and ours.config.num_labels == 3
+    ids, types, mask = _inputs()
+    with torch.no_grad():
+        theirs = hf(ids, attention_mask=mask, token_type_ids=types).logits
+        content, _ = stream_layouts(None, mask)
+        mine = ours.eval()(ids, token_type_ids=types, layout=content).logits[attr]
+    if attr == "tag":
+        mine, theirs = mine[mask.bool()], theirs[mask.bool()]
+    assert (mine - theirs).abs().max() < TOL
+    to_hf(ours, tmp_path / "export")
+    _, info = getattr(transformers, cls).from_pretrained(tmp_path / "export", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+

@@ -54,6 +54,7 @@ class ModelConfig(Section):
     attention_bias: bool | None = None  # biases of the attention projections; default: bias (XLNet: none)
     lm_head_bias: bool = False  # a bias on the `lm` head's logits (XLNet)
     two_stream: bool = False  # XLNet: a query stream (permutation LM) beside the content stream
+    pool_last: bool = False  # the pooler reads the last token (XLNet's A [SEP] B [SEP] [CLS]), not the first
     dropout: float = 0.1
     attention_dropout: float = 0.1
     share_layers: bool = False  # ALBERT cross-layer parameter sharing

@@ -45,12 +45,12 @@ def config_from_hf(hf: dict) -> ModelConfig:
         embedding_norm=False, attention_bias=False, lm_head_bias=True, dropout=hf.get("dropout", 0.1),
         attention_dropout=hf.get("dropout", 0.1), pad_token_id=hf.get("pad_token_id") or 0,
         init_std=hf.get("initializer_range", 0.02), max_positions=hf.get("max_position_embeddings", 512) or 512,
-        heads=["lm"],
+        heads=["lm"], pool_last=True, num_labels=len(hf.get("id2label") or {}) or hf.get("num_labels", 2),
     )
 
 
 def config_to_hf(c: ModelConfig) -> dict:
-    want = dict(arch="encoder", attention="xl", relative_segments=True, two_stream=True, position="none",
+    want = dict(arch="encoder", attention="xl", relative_segments=True, position="none", pool_last=True,
                 type_vocab_size=0, embedding_norm=False, attention_bias=False, prenorm=False, feedforward="mlp",
                 share_layers=False, norm="layernorm", bias=True)
     bad = {k: getattr(c, k) for k, v in want.items() if getattr(c, k) != v}
@@ -62,7 +62,8 @@ def config_to_hf(c: ModelConfig) -> dict:
         "ff_activation": ACT_TO_HF[c.activation], "attn_type": "bi", "layer_norm_eps": c.norm_eps,
         "dropout": c.dropout, "mem_len": c.mem_len or None, "clamp_len": c.clamp_len or -1,
         "initializer_range": c.init_std, "pad_token_id": c.pad_token_id, "tie_word_embeddings": c.tie_embeddings,
-        "bi_data": False, "same_length": False, "reuse_len": None,
+        "bi_data": False, "same_length": False, "reuse_len": None, "num_labels": c.num_labels,
+        "summary_type": "last", "summary_use_proj": True, "summary_activation": "tanh",
     }
 
 
@@ -93,11 +94,24 @@ def body_rules(c: ModelConfig) -> list:
 
 
 def head_rules(c: ModelConfig) -> dict:
-    return {"lm": [rule("heads.lm.decoder.bias", "lm_loss.bias", base=False)]}
+    """LM; sequence classification = HF's sequence summary (dense + tanh on the last token,
+    our pooler) + logits_proj; token classification."""
+    return {
+        "lm": [rule("heads.lm.decoder.bias", "lm_loss.bias", base=False)],
+        "pooler": linear("heads.pooler.dense", "sequence_summary.summary", base=False),
+        "classify": linear("heads.classify.classifier", "logits_proj", base=False),
+        "tag": linear("heads.tag.classifier", "classifier", base=False),
+    }
 
 
 def architecture(heads: list[str]) -> str:
-    return "XLNetLMHeadModel" if "lm" in heads else "XLNetModel"
+    if "lm" in heads:
+        return "XLNetLMHeadModel"
+    if "classify" in heads:
+        return "XLNetForSequenceClassification"
+    if "tag" in heads:
+        return "XLNetForTokenClassification"
+    return "XLNetModel"
 
 
 FAMILY = register("family", "xlnet")(Family(
