@@ -101,6 +101,8 @@ class ModelConfig(Section):
             )
         if self.two_stream and (self.arch != "encoder" or self.attention != "xl"):
             raise ConfigError("model.two_stream (XLNet's query stream) needs arch = 'encoder' and attention = 'xl'")
+        if self.two_stream and self.adapter_size:
+            raise ConfigError("model.two_stream does not run adapters in the query stream; set adapter_size = 0")
         if self.arch == "encoder" and "lm" in self.heads and not self.two_stream:
             raise ConfigError(
                 "model.heads has 'lm' (next-token prediction) but model.arch = 'encoder' sees the "

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from sesame.errors import ConfigError
+
 
 class LayerCache:
     def __init__(self):
@@ -89,7 +91,7 @@ class Memory(KVCache):
 
     def __init__(self, layers: int, mem_len: int):
         if mem_len <= 0:
-            raise ValueError("a Memory needs mem_len > 0")
+            raise ConfigError(f"a recurrence memory needs mem_len > 0, got {mem_len}")
         self.mem_len = mem_len
         self.layers = [LayerMemory(mem_len) for _ in range(layers)]
 

@@ -43,7 +43,7 @@ class SelfAttention(nn.Module):
         """``maps``: when a list, this layer's ``AttentionMap`` is appended to it."""
         b, t, _ = x.shape
         if cache is not None and getattr(cache, "stores", "kv") == "hidden":  # recurrence memory
-            q, k, v = self._project_with_memory(x, cache.extend(x))
+            q, k, v = self.project_with_memory(x, cache.extend(x))
             cache = None
         else:
             q, k, v = self.qkv(x).split(self.sizes, dim=-1)
@@ -67,7 +67,7 @@ class SelfAttention(nn.Module):
             maps.append(amap)
         return self.out(out.transpose(1, 2).reshape(b, t, self.heads * self.dim))
 
-    def _project_with_memory(self, x, src):
+    def project_with_memory(self, x, src):
         """q from the current segment, k and v from [memory; segment]."""
         w, bias = self.qkv.weight, self.qkv.bias
         n = self.sizes[0]

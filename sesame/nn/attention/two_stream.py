@@ -72,7 +72,7 @@ def two_stream_attention(attn, h, g, layout_h: Layout, layout_g: Layout, target_
     """One layer's attention for both streams with ``attn``'s (a SelfAttention) weights:
     returns the two outputs after the output projection."""
     src = cache.extend(h) if cache is not None else h
-    q_h, k, v = attn._project_with_memory(h, src)
+    q_h, k, v = attn.project_with_memory(h, src)
     w, bias = attn.qkv.weight, attn.qkv.bias
     n = attn.sizes[0]
     q_g = nn.functional.linear(g, w[:n], None if bias is None else bias[:n])
