@@ -40,7 +40,8 @@ def train(out: Path, steps: int, which: list[str], resume: bool = False) -> None
         run = load_config(RECIPE, [f"{k}={v}" for k, v in sets.items()])
         t = time.time()
         summary = pretrain(run, out / name, resume=resume, progress=False, say=lambda s: print(s, flush=True))
-        print(f"{name}: {summary['steps']} steps, loss {summary['loss']:.4f}, {time.time() - t:.0f} s", flush=True)
+        loss = "n/a (nothing left to train)" if summary["loss"] is None else f"{summary['loss']:.4f}"
+        print(f"{name}: {summary['steps']} steps, loss {loss}, {time.time() - t:.0f} s", flush=True)
 
 
 def test_tokens(tokenizer, work: Path):
