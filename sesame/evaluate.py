@@ -56,3 +56,35 @@ def evaluate_lm(model_dir: str | Path, inputs: list[str], seq_len: int | None = 
     mean = loss / max(count, 1)
     return {"objective": name, "windows": len(dataset), "tokens": int(tokens), "targets": int(count),
             "loss": mean, "perplexity": math.exp(min(mean, 50)), "accuracy": correct / max(count, 1)}
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n; ties share their average rank."""
+    order = np.argsort(x, kind="mergesort")
+    r = np.empty(len(x), dtype=float)
+    r[order] = np.arange(1, len(x) + 1)
+    _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
+    return (np.bincount(inv, weights=r) / counts)[inv]
+
+
+def spearman(a, b) -> float:
+    """Spearman's rank correlation (ties averaged)."""
+    return float(np.corrcoef(_ranks(np.asarray(a, dtype=float)), _ranks(np.asarray(b, dtype=float)))[0, 1])
+
+
+def similarity(model_dir, pairs: list[tuple[str, str]], gold, pooling: str = "mean", batch_size: int = 64) -> dict:
+    """Sentence similarity: the cosine of each pair's ``feature-extraction`` vectors against
+    the gold scores (or 0/1 labels), as Spearman's correlation; ``model_dir`` may also be a
+    loaded ``(model, tokenizer)``."""
+    from sesame.pipelines import FeatureExtraction
+
+    model, tok = model_dir if isinstance(model_dir, tuple) else load_any(model_dir)[:2]
+    embed = FeatureExtraction(model.eval(), tok)
+    cos = []
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i:i + batch_size]
+        a = embed([p[0] for p in chunk], pooling=pooling, normalize=True)
+        b = embed([p[1] for p in chunk], pooling=pooling, normalize=True)
+        cos.append((a * b).sum(-1))
+    scores = torch.cat(cos).numpy()
+    return {"spearman": spearman(scores, gold), "pairs": len(pairs), "pooling": pooling}

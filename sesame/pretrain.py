@@ -16,7 +16,7 @@ from sesame.config import RunConfig, get
 from sesame.data import Corpus, build_dataset, prepare
 from sesame.errors import ConfigError, DataError
 from sesame.models import save_model
-from sesame.objectives import Vocab
+from sesame.objectives import Vocab, build_objective
 from sesame.tokenize import Tokenizer, load_tokenizer, train_tokenizer
 from sesame.train import Trainer
 from sesame.train.source import DatasetSource, Subset
@@ -88,7 +88,7 @@ def prepare_run(run: RunConfig, run_dir: str | Path, progress: bool = True, hold
     tok, note_tok = get_tokenizer(run, run_dir, progress)
     run, notes = fit_model_to_tokenizer(run, tok)
     corpus, note_corpus = get_corpus(run, run_dir, tok, progress)
-    if getattr(get("objective", run.objective.name), "streams", False):  # recurrent (Transformer-XL) runs
+    if any(getattr(get("objective", n), "streams", False) for n in run.objective.names):  # Transformer-XL
         return _prepare_streams(run, tok, corpus, [note_tok, note_corpus, *notes], holdout)
     dataset = build_dataset(corpus, run.data, seed=run.train.seed)
     n_eval = int(math.floor(len(dataset) * holdout)) if run.train.eval_every else 0
@@ -121,8 +121,7 @@ def _prepare_streams(run: RunConfig, tok: Tokenizer, corpus: Corpus, notes: list
 
 
 def build_task(run: RunConfig, tok: Tokenizer):
-    objective = get("objective", run.objective.name)
-    return objective(Vocab.from_tokenizer(tok), run.objective.options)
+    return build_objective(run.objective, Vocab.from_tokenizer(tok), generator=run.generator)
 
 
 def pretrain(run: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
@@ -134,6 +133,8 @@ def pretrain(run: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
     for note in prep.notes:
         say(note)
     task = build_task(prep.config, prep.tokenizer)
+    if hasattr(task, "check_corpus"):
+        task.check_corpus(prep.corpus)  # e.g. entity masking on a corpus without entity spans
     trainer = Trainer.from_run_config(task, prep.config, prep.train, run_dir, prep.eval,
                                       on_log=on_log, on_eval=on_eval, progress=progress)
     try:
@@ -141,6 +142,9 @@ def pretrain(run: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
         if trainer.dist.main:
             model = trainer.module.model if hasattr(trainer.module, "model") else trainer.module
             save_model(model, run_dir / "model", extra={TOKENIZER: prep.tokenizer.to_json()})
+            if hasattr(trainer.module, "generator"):  # ELECTRA: the generator beside the discriminator
+                save_model(trainer.module.generator, run_dir / "generator",
+                           extra={TOKENIZER: prep.tokenizer.to_json()})
     finally:
         trainer.close()
     summary["model_dir"] = str(run_dir / "model")

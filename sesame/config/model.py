@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from sesame.config.base import Section, choice
 from sesame.errors import ConfigError
@@ -11,7 +12,7 @@ POSITIONS = ("learned", "sinusoidal", "rotary", "t5", "alibi", "none", "shaw")
 NORMS = ("layernorm", "rmsnorm")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 FEEDFORWARDS = ("mlp", "glu")
-HEADS = ("mlm", "lm", "pooler", "nsp", "sop", "classify", "rtd", "tag", "span", "choice")
+HEADS = ("mlm", "lm", "pooler", "nsp", "sop", "classify", "rtd", "tag", "span", "choice", "sbo")
 
 
 @dataclasses.dataclass
@@ -49,6 +50,9 @@ class ModelConfig(Section):
     activation: str = "gelu"
     feedforward: str = "mlp"
     attention: str = "full"
+    attention_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # the kernel's own table (strict keys)
+    reversible: bool = False  # reversible residual layers (Reformer): activations do not grow with depth
+    ff_chunks: int = 0  # feed-forward over this many slices of the sequence; 0 or 1: whole
     attention_scale: float | None = None  # default 1/sqrt(head_dim); T5 uses 1.0
     bias: bool = True
     attention_bias: bool | None = None  # biases of the attention projections; default: bias (XLNet: none)
@@ -120,9 +124,21 @@ class ModelConfig(Section):
         if (self.mem_len or self.relative_segments) and self.attention != "xl":
             raise ConfigError("model.mem_len / relative_segments need model.attention = 'xl' (relative "
                               f"positions that do not depend on absolute indices); got {self.attention!r}")
+        if self.attention == "xl" and self.arch == "encoder-decoder":
+            raise ConfigError("model.attention = 'xl' serves encoders and decoders, not encoder-decoders")
         if self.attention == "xl" and self.position != "none":
             raise ConfigError("model.attention = 'xl' brings its own relative positions; set "
                               f"model.position = 'none' (got {self.position!r})")
+        if self.ff_chunks < 0:
+            raise ConfigError("model.ff_chunks must be 0 (off) or a positive number of slices")
+        if self.reversible:
+            bad = [why for cond, why in (
+                (not self.prenorm, "prenorm = true (the residual branches are x + f(norm(x)))"),
+                (self.arch == "encoder-decoder", "no cross-attention (arch encoder or decoder)"),
+                (self.position == "t5", "a position bias without parameters (not t5)"),
+            ) if cond]
+            if bad:
+                raise ConfigError(f"model.reversible needs {'; '.join(bad)}")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attention_dropout < 1.0:
             raise ConfigError("model.dropout and model.attention_dropout must be in [0, 1)")
 

@@ -46,20 +46,50 @@ class RunConfig(Section):
         return obj
 
     def validate(self) -> None:
-        from sesame.config.registry import get
-
-        objective = get("objective", self.objective.name)
-        archs = getattr(objective, "archs", ())
-        if archs and self.model.arch not in archs:
-            raise ConfigError(
-                f"objective {self.objective.name!r} needs model.arch in {archs}, but model.arch = "
-                f"{self.model.arch!r}; pick a matching preset or objective"
-            )
+        self._check_objective()
         if self.data.seq_len > self.model.max_positions and self.model.position == "learned":
             raise ConfigError(
                 f"data.seq_len = {self.data.seq_len} is longer than the position table "
                 f"model.max_positions = {self.model.max_positions}; lower data.seq_len or raise "
                 "model.max_positions"
+            )
+
+
+    def _check_objective(self) -> None:
+        """Refuse, before any work, a run whose config asks for what no objective part does:
+        the wrong architecture, a head nothing trains, a ``[generator]`` nothing reads,
+        sentence-pair labels nothing uses (each objective class declares ``archs``, ``heads``,
+        ``examples`` and ``uses_generator``)."""
+        from sesame.config.registry import get
+
+        names = self.objective.names
+        classes = [get("objective", n) for n in names]
+        for name, cls in zip(names, classes):
+            archs = getattr(cls, "archs", ())
+            if archs and self.model.arch not in archs:
+                raise ConfigError(
+                    f"objective {name!r} needs model.arch in {archs}, but model.arch = "
+                    f"{self.model.arch!r}; pick a matching preset or objective"
+                )
+            wanted = getattr(cls, "examples", ())
+            if wanted and self.data.examples not in wanted:
+                raise ConfigError(f"objective {name!r} needs data.examples = {wanted[0]!r} (labelled sentence "
+                                  f"pairs), but data.examples = {self.data.examples!r}")
+        if self.data.examples in ("nsp", "sop") and self.data.examples not in names:
+            raise ConfigError(
+                f"data.examples = {self.data.examples!r} builds labelled sentence pairs, but no objective reads "
+                f"the labels (objective {names}); add {self.data.examples!r} to objective.name or set "
+                "data.examples = 'packed'"
+            )
+        if self.generator is not None and not any(getattr(c, "uses_generator", False) for c in classes):
+            raise ConfigError(f"the [generator] section is read only by objective.name = 'electra', but the "
+                              f"objective is {names}; drop [generator] or train ELECTRA")
+        trained = {h for c in classes for h in getattr(c, "heads", ())}
+        idle = [h for h in self.model.heads if h not in trained and h != "pooler"]
+        if classes and all(hasattr(c, "heads") for c in classes) and idle:
+            raise ConfigError(
+                f"model.heads declares {idle} but objective {names} trains only {sorted(trained)}; add the "
+                f"objective that trains it (e.g. objective.name = {names + idle}) or drop it from model.heads"
             )
 
 

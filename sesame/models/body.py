@@ -83,6 +83,7 @@ class Body(nn.Module):
         positions: torch.Tensor | None = None,
         hidden_states: list | None = None,
         attentions: list | None = None,
+        global_mask: torch.Tensor | None = None,
         target_mapping: torch.Tensor | None = None,
         query_layout: Layout | None = None,
     ) -> torch.Tensor:
@@ -112,7 +113,7 @@ class Body(nn.Module):
         hook = self.position.hook
         x = self.embed(input_ids, token_type_ids, self.position.embed(positions) if hook == "input" else None)
         if layout is None:
-            layout = Layout(causal=cfg.is_causal, key_padding=attention_mask, q_offset=past,
+            layout = Layout(causal=cfg.is_causal, key_padding=attention_mask, q_offset=past, global_mask=global_mask,
                             segments=self.segments(token_type_ids, past))
         elif layout.segments is None and cfg.relative_segments:
             layout = dataclasses.replace(layout, segments=self.segments(token_type_ids, past))

@@ -117,5 +117,40 @@ class ReplacedTokenHead(Head):
         return self.out(self.act(self.dense(_select(hidden, select)))).squeeze(-1)
 
 
+@register("head", "sbo")
+class SpanBoundaryHead(Head):
+    """SpanBERT's span boundary objective: predict each token of a masked span from the
+    outputs at the two boundary tokens and an embedding of its offset in the span
+    (offsets past ``MAX_OFFSET - 1`` share the last row): two dense + activation + norm
+    layers, then a decoder tied to the input embedding. The objective calls ``predict``
+    (``direct``: ``Model.forward`` does not run it)."""
+
+    direct = True
+    MAX_OFFSET = 32
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        h, e = config.hidden, config.embed_dim
+        self.offsets = nn.Embedding(self.MAX_OFFSET, h)
+        self.act = activation(config.activation)
+        self.dense1 = nn.Linear(3 * h, h)
+        self.norm1 = build_norm(config.norm, h, config.norm_eps)
+        self.dense2 = nn.Linear(h, e)
+        self.norm2 = build_norm(config.norm, e, config.norm_eps)
+        self.decoder = nn.Linear(e, config.vocab_size)
+        self.tied = {"decoder.weight": EMBEDDING} if config.tie_embeddings else {}
+
+    def predict(self, hidden, left, right, offset):
+        """hidden (B, T, H); left/right/offset (N,) flat indices into B*T / offsets -> (N, V)."""
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        pos = self.offsets(offset.clamp(max=self.MAX_OFFSET - 1))
+        x = torch.cat([flat[left], flat[right], pos], dim=-1)
+        x = self.norm1(self.act(self.dense1(x)))
+        return self.decoder(self.norm2(self.act(self.dense2(x))))
+
+    def forward(self, hidden, pooled=None, select=None):
+        raise RuntimeError("the sbo head is called through predict(hidden, left, right, offset)")
+
+
 def build_head(name: str, config: ModelConfig) -> Head:
     return get("head", name)(config)

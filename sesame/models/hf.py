@@ -75,6 +75,7 @@ class Family:
     head_rules: Callable[[ModelConfig], dict[str, list[Rule]]]  # per head, in a sensible order
     architecture: Callable[[list[str]], str]  # HF class name for a set of heads
     ignore: tuple[str, ...] = (r".*position_ids$", r".*\.masked_bias$", r".*\.attn\.bias$")
+    attention: tuple[str, ...] = ("full",)  # the attention kernels its HF architecture computes
 
 
 def family_for(model_type: str) -> Family:
@@ -195,6 +196,11 @@ def to_hf(model: Model, out: str | Path, tokenizer_dir: str | Path | None = None
         raise ConversionError(
             f"model.family = {model.config.family!r} has no Hugging Face counterpart; "
             f"exportable families: {', '.join(names('family'))}"
+        )
+    if model.config.attention not in fam.attention:
+        raise ConversionError(
+            f"Hugging Face's {fam.name} computes {' or '.join(fam.attention)} attention, but this model uses "
+            f"model.attention = {model.config.attention!r}; the export would not compute what the model does"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out) as tmp:

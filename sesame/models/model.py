@@ -91,12 +91,14 @@ class Model(nn.Module):
         memory: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        global_mask: torch.Tensor | None = None,
         target_mapping: torch.Tensor | None = None,
         query_layout: Layout | None = None,
     ) -> ModelOutput:
         """``select`` (bool (B, T)) limits token-level heads to those positions.
         ``output_attentions`` (encoders and decoders) returns each layer's
-        ``AttentionMap`` through the kernel's explicit path."""
+        ``AttentionMap`` through the kernel's explicit path. ``global_mask`` (bool (B, T)):
+        tokens with global attention, for kernels that honour it (longformer)."""
         states = [] if output_hidden_states or self.mix is not None else None
         maps = [] if output_attentions else None
         if self.config.arch == "encoder-decoder":
@@ -109,7 +111,7 @@ class Model(nn.Module):
             hidden = self.body.decode(decoder_input_ids, memory, attention_mask, decoder_attention_mask, cache)
         else:
             hidden = self.body(input_ids, attention_mask, token_type_ids, layout, cache, positions, states, maps,
-                               target_mapping, query_layout)
+                               global_mask, target_mapping, query_layout)
             if self.mix is not None:
                 hidden = self.mix(states)
         logits: dict[str, torch.Tensor] = {}
@@ -117,6 +119,8 @@ class Model(nn.Module):
         for name, head in self.heads.items():
             if name == "pooler":
                 pooled = head(hidden)
+            elif getattr(head, "direct", False):
+                continue  # an objective calls it with its own inputs (sbo)
             else:
                 logits[name] = head(hidden, pooled, select if head.token_level else None)
         return ModelOutput(hidden, logits, pooled, states if output_hidden_states else None, cache, memory, maps)
@@ -162,6 +166,8 @@ class Model(nn.Module):
             f" ({c.kv_heads} kv), ffn {c.feedforward}/{c.activation} {c.intermediate}, "
             f"{c.position} positions, {'pre' if c.prenorm else 'post'}-{c.norm}, vocab {c.vocab_size}"
         )
+        if c.attention != "full":
+            shape += f", {c.attention} attention" + (" (reversible)" if c.reversible else "")
         lines = [shape] + [f"  {a:<{width}}  {b:>14}" for a, b in rows]
         return "\n".join(lines)
 

@@ -14,6 +14,7 @@ from sesame.nn.cache import KVCache
 from sesame.nn.feedforward import build_feedforward
 from sesame.nn.layout import Layout
 from sesame.nn.norms import build_norm
+from sesame.nn.reversible import reversible_stack
 
 
 @dataclasses.dataclass
@@ -30,11 +31,11 @@ class Context:
 
 
 class Block(nn.Module):
-    def __init__(self, config: ModelConfig, cross: bool = False, needed: set[str] = frozenset()):
+    def __init__(self, config: ModelConfig, cross: bool = False, needed: set[str] = frozenset(), layer: int = 0):
         super().__init__()
         norm = lambda: build_norm(config.norm, config.hidden, config.norm_eps)  # noqa: E731
         self.prenorm = config.prenorm
-        self.attn = SelfAttention(config, needed)
+        self.attn = SelfAttention(config, needed, layer)
         self.attn_norm = norm()
         self.cross = CrossAttention(config) if cross else None
         self.cross_norm = norm() if cross else None
@@ -44,6 +45,30 @@ class Block(nn.Module):
         size = config.adapter_size
         self.attn_adapter = Adapter(config.hidden, size, config.activation) if size else None
         self.ffn_adapter = Adapter(config.hidden, size, config.activation) if size else None
+        self.ff_chunks = config.ff_chunks
+
+    def chunked_ffn(self, h: torch.Tensor) -> torch.Tensor:
+        """The feed-forward over ``ff_chunks`` slices of the sequence (its T × intermediate
+        activation never exists whole); one call when ff_chunks <= 1."""
+        if self.ff_chunks <= 1 or h.shape[1] <= 1:
+            return self.ffn(h)
+        return torch.cat([self.ffn(piece) for piece in h.chunk(self.ff_chunks, dim=1)], dim=1)
+
+    # the two residual branches, for reversible stacks (pre-norm, no cross-attention)
+    def attn_part(self) -> nn.ModuleList:
+        return nn.ModuleList([m for m in (self.attn, self.attn_norm, self.attn_adapter) if m is not None])
+
+    def ffn_part(self) -> nn.ModuleList:
+        return nn.ModuleList([m for m in (self.ffn, self.ffn_norm, self.ffn_adapter) if m is not None])
+
+    def attn_branch(self, h: torch.Tensor, ctx: Context, cache=None) -> torch.Tensor:
+        out = self.drop(self.attn(self.attn_norm(h), ctx.layout, ctx.position, ctx.positions, ctx.bias, cache,
+                                  ctx.attentions))
+        return out if self.attn_adapter is None else self.attn_adapter(out)
+
+    def ffn_branch(self, h: torch.Tensor) -> torch.Tensor:
+        out = self.chunked_ffn(self.ffn_norm(h))
+        return out if self.ffn_adapter is None else self.ffn_adapter(out)
 
     def forward(self, x: torch.Tensor, ctx: Context, cache=None) -> torch.Tensor:
         def attend(h):
@@ -52,7 +77,7 @@ class Block(nn.Module):
             return out if self.attn_adapter is None else self.attn_adapter(out)
 
         def feed(h):
-            out = self.ffn(h)
+            out = self.chunked_ffn(h)
             return out if self.ffn_adapter is None else self.ffn_adapter(out)
 
         def cross(h):
@@ -74,11 +99,14 @@ class Stack(nn.ModuleList):
 
     def __init__(self, config: ModelConfig, layers: int, cross: bool = False, needed=frozenset()):
         count = 1 if config.share_layers else layers
-        super().__init__(Block(config, cross, needed) for _ in range(count))
+        super().__init__(Block(config, cross, needed, layer=i) for i in range(count))
         self.depth = layers
         self.shared = config.share_layers
+        self.reversible = config.reversible
 
     def forward(self, x, ctx: Context, cache: KVCache | None = None, hidden_states: list | None = None):
+        if self.reversible:
+            return reversible_stack(self, x, ctx, cache, hidden_states)
         for i in range(self.depth):
             block = self[0 if self.shared else i]
             x = block(x, ctx, cache.layers[i] if cache is not None else None)

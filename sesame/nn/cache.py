@@ -14,6 +14,7 @@ class LayerCache:
         self.v: torch.Tensor | None = None
         self.length = 0
         self.cross: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.state: dict[str, torch.Tensor] = {}  # a recurrent kernel's decoding state (linear attention)
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append (B, H, T, D) keys/values; return all of them so far."""
@@ -37,6 +38,7 @@ class LayerCache:
             self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
         if self.cross is not None:
             self.cross = tuple(t.index_select(0, index) for t in self.cross)
+        self.state = {name: t.index_select(0, index) for name, t in self.state.items()}
 
 
 class KVCache:

@@ -9,7 +9,15 @@ from functools import cached_property
 
 import torch
 
-FEATURES = ("causal", "padding", "documents", "prefix", "explicit", "bias", "order")
+FEATURES = ("causal", "padding", "documents", "prefix", "explicit", "bias")
+
+# issue 13: "global": Longformer's global tokens (``Layout.global_mask``); "cross": queries and
+# keys from different sequences (cross-attention), a build-time need only
+FEATURES += ("global", "cross")
+# issue 11: "anticausal": each query sees itself and the keys after it (UniLM right-to-left)
+FEATURES += ("anticausal",)
+# issue 12: "order": XLNet's factorisation order (``Layout.order``, content / query stream)
+FEATURES += ("order",)
 
 
 @dataclasses.dataclass(eq=False)
@@ -27,6 +35,10 @@ class Layout:
     (XLNet): the content stream sees keys ranked no later than the query, the query
     stream (``query_stream``) only keys ranked strictly earlier; earlier keys (memory)
     are visible to all.
+    ``global_mask``: (B, T) bool, True at tokens with global attention (Longformer:
+    they attend to every token and every token attends to them); read only by
+    kernels that declare "global", never by ``dense``.
+    ``anticausal``: each query sees itself and the keys after it (UniLM's right-to-left LM).
     """
 
     causal: bool = False
@@ -35,6 +47,8 @@ class Layout:
     prefix_len: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     q_offset: int = 0
+    global_mask: torch.Tensor | None = None
+    anticausal: bool = False
     segments: torch.Tensor | None = None
     order: torch.Tensor | None = None
     query_stream: bool = False
@@ -51,9 +65,32 @@ class Layout:
             out.add("prefix")
         if self.mask is not None:
             out.add("explicit")
+        if self.global_mask is not None:
+            out.add("global")
+        if self.anticausal:
+            out.add("anticausal")
         if self.order is not None:
             out.add("order")
         return out
+
+    def global_index(self, extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(index (B, G), valid (B, G)) of the global tokens (``global_mask`` or'ed with
+        ``extra``, (B|1, T) bool), G the most any row has; None when there are none.
+        One host sync per layout (G sizes the tensors), cached for every layer."""
+        key = ("global", None if extra is None else id(extra))
+        cache = self._dense_cache
+        if key not in cache:
+            mask = self.global_mask if extra is None else (
+                extra if self.global_mask is None else self.global_mask.bool() | extra)
+            if mask is None:
+                cache[key] = None
+            else:
+                mask = mask.bool()
+                count = mask.sum(-1)
+                g = int(count.max()) if mask.numel() else 0
+                order = torch.argsort((~mask).to(torch.int8), dim=-1, stable=True)[:, :g]
+                cache[key] = (order, torch.arange(g, device=mask.device)[None] < count[:, None]) if g else None
+        return cache[key]
 
     def only_causal(self, tq: int, tk: int) -> bool:
         """True when plain ``is_causal`` attention is exact (the fastest path)."""
@@ -81,6 +118,10 @@ class Layout:
             m = (kpos[None, :] <= qpos[:, None])[None, None]
             if self.prefix_len is not None:
                 m = m | (kpos[None, None, None, :] < self.prefix_len.to(device)[:, None, None, None])
+        if self.anticausal:
+            qpos = torch.arange(tq, device=device) + self.q_offset
+            after = (torch.arange(tk, device=device)[None, :] >= qpos[:, None])[None, None]
+            m = after if m is None else m & after
         if self.doc_ids is not None:
             kd = self.doc_ids.to(device)
             qd = kd[:, -tq:] if kd.shape[1] >= tq else kd

@@ -56,19 +56,6 @@ def scored_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     return loss, labels.numel(), correct
 
 
-class TokenObjective(Task):
-    """An objective scored per token: options parsed strictly, targets = labels != -100."""
-
-    Options: type[Section] = Section
-
-    def __init__(self, vocab: Vocab, opts: dict | None = None):
-        self.vocab = vocab
-        self.opts = options(self.Options, opts or {}, self.name)
-
-    def count(self, batch) -> int:
-        return int((batch["labels"] != IGNORE).sum())
-
-
 class TokenModule(nn.Module):
     """Scores one head at the labelled positions of a batch. With ``documents``, a
     batch's ``doc_ids`` keep causal attention inside each document and its
@@ -89,3 +76,114 @@ class TokenModule(nn.Module):
                          layout=layout, positions=positions, select=select)
         loss, count, correct = scored_loss(out.logits[self.head], labels[select])
         return TaskOutput(loss, count, {"accuracy": (correct, count)})
+
+
+class Objective(Task):
+    """A pre-training objective that can be one part of a composition.
+
+    ``heads``: the model heads it trains. ``corrupts``: its ``transform`` rewrites
+    ``input_ids`` (at most one such part per composition; its transform is the one
+    that runs). ``fields(raw)``: what a non-corrupting part adds to the shared batch
+    (NSP: its labels). ``score(out, batch, model) -> (loss SUM, count, metrics)`` on
+    the shared forward pass. ``examples``: the ``data.examples`` kinds it needs."""
+
+    heads: tuple[str, ...] = ()
+    corrupts = False
+    composable = True
+    examples: tuple[str, ...] = ()
+    archs: tuple[str, ...] = ("encoder",)
+    Options: type[Section] = Section
+
+    def __init__(self, vocab: Vocab, opts: dict | None = None):
+        self.vocab = vocab
+        self.opts = options(self.Options, opts or {}, self.name)
+
+    def fields(self, raw: dict) -> dict:
+        return {}
+
+    def transform(self, batch, rng):
+        out = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if batch.get(k) is not None}
+        out.update(self.fields(batch))
+        return to_tensors(out)
+
+    def check_parts(self, parts: list["Objective"]) -> None:
+        """Fail when this part cannot work beside ``parts`` (e.g. SBO without span masking)."""
+
+    def check_corpus(self, corpus) -> None:
+        """Fail when the prepared corpus lacks records this objective reads."""
+        from sesame.objectives.masking import check_corpus
+
+        check_corpus(self.opts, corpus)
+
+    def score(self, out, batch, model) -> tuple[torch.Tensor, int, dict]:
+        raise NotImplementedError
+
+    def build(self, model_config) -> nn.Module:
+        self.check_parts([self])
+        return build_shared(model_config, [self], [1.0], self.vocab)
+
+
+class TokenObjective(Objective):
+    """An objective scored per token: targets = labels != -100."""
+
+    def count(self, batch) -> int:
+        return int((batch["labels"] != IGNORE).sum())
+
+
+class SharedModule(nn.Module):
+    """One model, one forward pass, several parts scoring their heads.
+
+    The loss is ``sum_p weight_p * loss_sum_p`` over ``sum_p count_p`` targets: every
+    target of every part counts once in the shared denominator, and a weight scales a
+    part's per-target loss. So the loss stays a sum over the global batch divided by
+    one global count, and gradient accumulation stays exact. (BERT's reference code
+    adds per-part *means*; with ~17-19 masked tokens per 128-token sequence, an NSP
+    weight of that size reproduces that balance.) With several parts each part's
+    ``loss`` and metrics are logged under its name (``nsp_accuracy``, ...)."""
+
+    def __init__(self, model: nn.Module, parts: list[Objective], weights: list[float]):
+        super().__init__()
+        self.model, self.parts, self.weights = model, parts, weights
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
+        labels = batch.get("labels")
+        select = labels != IGNORE if labels is not None else None
+        layout = None
+        for part in self.parts:
+            layout = getattr(part, "layout", lambda b: None)(batch) or layout
+        out = self.model(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"),
+                         layout=layout, positions=batch.get("positions"), select=select)
+        if len(self.parts) == 1:
+            loss, count, metrics = self.parts[0].score(out, batch, self.model)
+            return TaskOutput(loss, count, metrics)
+        total, count, metrics = None, 0, {}
+        for part, weight in zip(self.parts, self.weights):
+            loss, n, m = part.score(out, batch, self.model)
+            total = weight * loss if total is None else total + weight * loss
+            count += n
+            metrics[f"{part.name}_loss"] = (loss.detach(), n)
+            metrics.update({f"{part.name}_{k}": v for k, v in m.items()})
+        return TaskOutput(total, count, metrics)
+
+
+def trained_heads(model_config, parts: list[Objective]):
+    """The model config with every trained head present; a declared head no part trains fails."""
+    trained = [h for p in parts for h in p.heads]
+    idle = [h for h in model_config.heads if h not in trained and h != "pooler"]
+    if idle:
+        names = [p.name for p in parts]
+        raise ConfigError(
+            f"model.heads declares {idle} but the objective {names} trains only {trained}; add the "
+            f"objective that trains it (e.g. objective.name = {names + idle}) or drop it from model.heads"
+        )
+    heads = list(model_config.heads) + [h for h in trained if h not in model_config.heads]
+    return model_config if heads == list(model_config.heads) else model_config.replace(heads=heads)
+
+
+def build_shared(model_config, parts: list[Objective], weights: list[float], vocab: Vocab) -> SharedModule:
+    from sesame.models import build_model
+
+    model_config = trained_heads(model_config, parts)
+    vocab.check_model(model_config.vocab_size)
+    needs = set().union(*(set(p.needs) for p in parts))
+    return SharedModule(build_model(model_config, needed=needs), parts, weights)

@@ -49,6 +49,7 @@ def next_token_labels(ids: np.ndarray, attention_mask=None, doc_ids=None, pad_id
 class CLM(TokenObjective):
     name = "clm"
     archs = ("decoder",)
+    heads = ("lm",)
     Options = CLMOptions
 
     def __init__(self, vocab: Vocab, opts: dict | None = None):

@@ -64,6 +64,7 @@ class MaskPLM(TokenObjective):
     name = "mask-plm"
     archs = ("encoder",)
     Options = MaskPLMOptions
+    heads = ("mlm",)
     needs = frozenset({"explicit"})
 
     def transform(self, batch, rng):

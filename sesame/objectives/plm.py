@@ -79,6 +79,7 @@ class PLM(TokenObjective):
     name = "plm"
     archs = ("encoder",)
     Options = PLMOptions
+    heads = ("lm",)
     needs = frozenset({"padding", "order"})
 
     def transform(self, batch, rng):

@@ -86,6 +86,7 @@ class XLCLM(TokenObjective):
     name = "xl-clm"
     archs = ("decoder",)
     Options = Section
+    heads = ("lm",)
     needs = frozenset({"causal"})
     streams = True  # reads sesame.data.streams.SegmentStreams batches (pretrain builds them)
 

@@ -124,4 +124,5 @@ FAMILY = register("family", "xlnet")(Family(
     head_rules=head_rules,
     architecture=architecture,
     ignore=(r"lm_loss\.weight$",),
+    attention=("xl",),
 ))

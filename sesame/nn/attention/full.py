@@ -16,9 +16,13 @@ from sesame.nn.layout import FEATURES, Layout
 @register("attention", "full")
 class FullAttention(Kernel):
     name = "full"
-    supports = frozenset(FEATURES)
+    supports = frozenset(FEATURES) - {"global"}  # global tokens are a Longformer notion
+    reasons = {"global": "every token already sees every other; drop global_mask, or use "
+                         "model.attention = 'longformer'"}
 
     def forward(self, q, k, v, layout: Layout, bias: torch.Tensor | None = None):
+        if layout.global_mask is not None:
+            self.check({"global"})
         tq, tk = q.shape[2], k.shape[2]
         gqa = q.shape[1] != k.shape[1]
         drop = self.dropout if self.training else 0.0

@@ -14,6 +14,7 @@ import dataclasses
 import torch
 from torch import nn
 
+from sesame.config.base import Section
 from sesame.config.registry import get
 from sesame.errors import ConfigError
 
@@ -48,13 +49,40 @@ def dense_attention(q, k, v, layout, bias, scale: float, dropout: float = 0.0):
 
 
 class Kernel(nn.Module):
+    """``Options``: the kernel's ``model.attention_options`` table (strict keys), parsed
+    into ``self.opts``; None for a kernel without options. ``reasons``: why a feature
+    is unsupported, for the build-time error. ``recurrent``: decoding keeps its own
+    state in the cache (``step``) instead of keys and values. ``takes_hidden``: the
+    kernel has projections of its own and is also given the layer input ``x``."""
+
     name = "base"
     supports: frozenset[str] = frozenset()
+    Options: type[Section] | None = None
+    reasons: dict[str, str] = {}
+    recurrent = False
+    takes_hidden = False
 
-    def __init__(self, scale: float, dropout: float):
+    def __init__(self, scale: float, dropout: float, config=None, layer: int = 0):
         super().__init__()
         self.scale = scale
         self.dropout = dropout
+        self.layer = layer
+        given = dict(getattr(config, "attention_options", None) or {})
+        if self.Options is None:
+            if given:
+                raise ConfigError(
+                    f"model.attention_options {given} was given, but attention kernel {self.name!r} "
+                    "takes no options; remove the table or choose a kernel that reads it"
+                )
+            self.opts = None
+        else:
+            self.opts = self.Options.from_dict(given, f"model.attention_options ({self.name})")
+
+    def require(self, layout) -> None:
+        """Refuse, at run time, a layout with features this kernel cannot honour."""
+        missing = layout.features() - self.supports
+        if missing:
+            self.check(missing)
 
     def attend_with_map(self, q, k, v, layout, bias=None) -> tuple[torch.Tensor, AttentionMap]:
         """(out, map) for callers that ask for attention maps; see the module doc."""
@@ -63,23 +91,19 @@ class Kernel(nn.Module):
     def check(self, needed: set[str]) -> None:
         missing = set(needed) - self.supports
         if missing:
+            why = "".join(f" ({self.reasons[m]})" for m in sorted(missing) if m in self.reasons)
             raise ConfigError(
-                f"attention kernel {self.name!r} cannot honour {', '.join(sorted(missing))}; "
+                f"attention kernel {self.name!r} cannot honour {', '.join(sorted(missing))}{why}; "
                 f"it supports {', '.join(sorted(self.supports))}. Choose model.attention = 'full' "
                 "or an objective that does not need it"
             )
 
 
-def build_kernel(name: str, scale: float, dropout: float, needed: set[str] = frozenset(), config=None) -> Kernel:
-    """A kernel with ``needs_config = True`` (one that owns parameters, e.g. ``xl``) also gets the model config."""
+def build_kernel(name: str, scale: float, dropout: float, needed: set[str] = frozenset(),
+                 config=None, layer: int = 0) -> Kernel:
+    """``config`` (the ModelConfig) and ``layer`` (its depth) reach kernels with options."""
     cls = get("attention", name)
-    if getattr(cls, "needs_config", False):
-        if config is None:
-            raise ConfigError(f"attention kernel {name!r} cannot serve here (it needs the model config); "
-                              "use model.attention = 'full' for this part")
-        kernel = cls(scale, dropout, config)
-    else:
-        kernel = cls(scale, dropout)
+    kernel = cls(scale, dropout) if config is None else cls(scale, dropout, config, layer)
     kernel.check(needed)
     return kernel
 

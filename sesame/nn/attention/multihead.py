@@ -23,7 +23,7 @@ def _scale(config: ModelConfig) -> float:
 class SelfAttention(nn.Module):
     """q, k, v from one fused projection (grouped-query when num_kv_heads < num_heads)."""
 
-    def __init__(self, config: ModelConfig, needed: set[str] = frozenset()):
+    def __init__(self, config: ModelConfig, needed: set[str] = frozenset(), layer: int = 0):
         super().__init__()
         self.heads, self.kv_heads, self.dim = config.num_heads, config.kv_heads, config.dim_per_head
         self.sizes = [self.heads * self.dim, self.kv_heads * self.dim, self.kv_heads * self.dim]
@@ -36,7 +36,8 @@ class SelfAttention(nn.Module):
             if self.relative.values is not None and config.attention != "full":
                 raise ConfigError("model.relative_values needs the attention probabilities, so "
                                   f"model.attention = 'full'; got {config.attention!r}")
-        self.kernel = build_kernel(config.attention, _scale(config), config.attention_dropout, needed, config)
+        self.kernel = build_kernel(config.attention, _scale(config), config.attention_dropout, needed,
+                                   config, layer)
 
     def forward(self, x, layout: Layout, position=None, positions=None, bias=None, cache: LayerCache | None = None,
                 maps: list | None = None):
@@ -53,6 +54,10 @@ class SelfAttention(nn.Module):
         v = v.view(b, s, self.kv_heads, self.dim).transpose(1, 2)
         if position is not None and position.hook == "qk":
             q, k = position.rotate(q, k, positions)
+        extra = {"x": x} if self.kernel.takes_hidden else {}
+        if cache is not None and self.kernel.recurrent:  # the kernel carries its own decoding state
+            out = self.kernel.step(q, k, v, layout, cache)
+            return self.out(out.transpose(1, 2).reshape(b, t, self.heads * self.dim))
         if cache is not None:
             k, v = cache.update(k, v)
         if self.relative is not None:
@@ -61,9 +66,9 @@ class SelfAttention(nn.Module):
             if self.relative.values is not None:
                 return self._with_values(q, k, v, layout, bias, maps, b, t)
         if maps is None:
-            out = self.kernel(q, k, v, layout, bias)
+            out = self.kernel(q, k, v, layout, bias, **extra)
         else:
-            out, amap = self.kernel.attend_with_map(q, k, v, layout, bias)
+            out, amap = self.kernel.attend_with_map(q, k, v, layout, bias, **extra)
             maps.append(amap)
         return self.out(out.transpose(1, 2).reshape(b, t, self.heads * self.dim))
 
@@ -97,7 +102,8 @@ class CrossAttention(nn.Module):
         self.q = nn.Linear(config.hidden, self.heads * self.dim, bias=config.bias)
         self.kv = nn.Linear(config.hidden, 2 * self.kv_heads * self.dim, bias=config.bias)
         self.out = nn.Linear(self.heads * self.dim, config.hidden, bias=config.bias)
-        self.kernel = build_kernel(config.attention, _scale(config), config.attention_dropout, {"padding"})
+        self.kernel = build_kernel(config.attention, _scale(config), config.attention_dropout,
+                                   {"padding", "cross"}, config)
 
     def forward(self, x, memory: torch.Tensor, layout: Layout, cache: LayerCache | None = None):
         b, t, _ = x.shape

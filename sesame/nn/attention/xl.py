@@ -35,11 +35,13 @@ def rel_shift(x: torch.Tensor, klen: int) -> torch.Tensor:
 @register("attention", "xl")
 class XLAttention(Kernel):
     name = "xl"
-    supports = frozenset(FEATURES)  # every layout, through the dense mask of the full kernel
-    needs_config = True
+    supports = frozenset(FEATURES) - {"global", "cross"}  # through the dense mask of the full kernel
 
-    def __init__(self, scale: float, dropout: float, config):
-        super().__init__(scale, dropout)
+    def __init__(self, scale: float, dropout: float, config=None, layer: int = 0):
+        if config is None:
+            raise ConfigError("the xl kernel owns parameters sized by the model config; build it through "
+                              "model.attention = 'xl'")
+        super().__init__(scale, dropout, config, layer)
         if config.kv_heads != config.num_heads:
             raise ConfigError("model.attention = 'xl' does not take grouped-query attention; "
                               "leave model.num_kv_heads unset")
