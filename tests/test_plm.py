@@ -21,7 +21,7 @@ V = 40
 def xlnet_config(**kw):
     base = dict(arch="encoder", heads=["lm"], vocab_size=V, hidden=16, num_heads=2, layers=2, intermediate=24,
                 position="none", attention="xl", relative_segments=True, two_stream=True, type_vocab_size=0,
-                attention_bias=False, lm_head_bias=True, embedding_norm=False, dropout=0.0, attention_dropout=0.0)
+                attention_bias=False, lm_bias=True, embedding_norm=False, dropout=0.0, attention_dropout=0.0)
     base.update(kw)
     return ModelConfig.from_dict(base)
 

@@ -103,13 +103,14 @@ def run(args) -> int:
 
     from sesame import finetune as ft
     from sesame.errors import ConfigError
+    from sesame.outputs import claim_run_dir
     from sesame.transfer import StrategyConfig
 
     if args.then and args.also:
         raise ConfigError("give --then (two-stage) or --also (multi-task), not both")
     s = settings(args)
     strategy = StrategyConfig.from_dict(s["strategy"])
-    out = Path(args.out or Path("runs") / f"ft-{args.dataset}")
+    out = claim_run_dir(Path(args.out or Path("runs") / f"ft-{args.dataset}"), args.resume)
     common = dict(progress=not args.no_progress, data_dir=args.data_dir, max_eval=args.max_eval, resume=args.resume)
     if args.also:
         summary = ft.multitask(args.model_dir, [args.dataset, *args.also], out, s["train"], strategy,

@@ -20,6 +20,7 @@ VERBS = [
     "eval",
     "infer",
     "plot",
+    "static",
 ]
 
 

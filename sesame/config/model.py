@@ -20,7 +20,7 @@ class ModelConfig(Section):
     """Shape and parts of a Transformer. ``heads`` lists the output heads to build."""
 
     SECTION = "model"
-    family: str = "custom"  # bert, roberta, albert, distilbert, electra, gpt2, llama, custom
+    family: str = "custom"  # bert, roberta, albert, distilbert, electra, gpt2, llama, t5, bart, custom
     arch: str = "encoder"
     vocab_size: int = 30522
     hidden: int = 768
@@ -56,7 +56,6 @@ class ModelConfig(Section):
     attention_scale: float | None = None  # default 1/sqrt(head_dim); T5 uses 1.0
     bias: bool = True
     attention_bias: bool | None = None  # biases of the attention projections; default: bias (XLNet: none)
-    lm_head_bias: bool = False  # a bias on the `lm` head's logits (XLNet)
     two_stream: bool = False  # XLNet: a query stream (permutation LM) beside the content stream
     pool_last: bool = False  # the pooler reads the last token (XLNet's A [SEP] B [SEP] [CLS]), not the first
     dropout: float = 0.1
@@ -68,6 +67,8 @@ class ModelConfig(Section):
     heads: list[str] = dataclasses.field(default_factory=lambda: ["mlm"])
     num_labels: int = 2  # for the `classify` head
     tie_embeddings: bool = True
+    lm_rescale: bool = False  # T5: scale the decoder output by hidden ** -0.5 before the LM head
+    lm_bias: bool = False  # a bias on the LM logits (BART's final_logits_bias)
     pad_token_id: int = 0
     init_std: float = 0.02
 

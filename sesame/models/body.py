@@ -151,12 +151,16 @@ class Body(nn.Module):
 
 class EncoderDecoderBody(nn.Module):
     """A bidirectional encoder and a causal decoder with cross-attention, sharing
-    one token embedding (BART/T5/MASS shape)."""
+    one token embedding (BART/T5/MASS shape). Each side has its own position table
+    (or T5 bias) and, with ``embedding_norm``, its own embedding norm (BART)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.embed = Embeddings(config)
+        self.decoder_embed_norm = (
+            build_norm(config.norm, config.embed_dim, config.norm_eps) if config.embedding_norm else None
+        )
         self.position = build_position(config)
         dec_cfg = config.replace(arch="decoder", heads=["lm"])
         self.decoder_position = (
@@ -183,7 +187,8 @@ class EncoderDecoderBody(nn.Module):
             )
         positions = position_ids(mask, past, t, ids.device)
         hook = position.hook
-        x = self.embed(ids, None, position.embed(positions) if hook == "input" else None)
+        norm = self.decoder_embed_norm if stack is self.decoder else None
+        x = self.embed(ids, None, position.embed(positions) if hook == "input" else None, norm)
         bias = None
         if hook == "bias":
             kpos = torch.arange(past + t, device=ids.device)

@@ -42,7 +42,7 @@ def config_from_hf(hf: dict) -> ModelConfig:
         position="none", attention="xl", relative_segments=True, two_stream=True,
         clamp_len=max(hf.get("clamp_len", -1), 0), mem_len=hf.get("mem_len") or 0,
         activation=activation_from_hf(hf.get("ff_activation", "gelu")), norm_eps=hf.get("layer_norm_eps", 1e-12),
-        embedding_norm=False, attention_bias=False, lm_head_bias=True, dropout=hf.get("dropout", 0.1),
+        embedding_norm=False, attention_bias=False, lm_bias=True, dropout=hf.get("dropout", 0.1),
         attention_dropout=hf.get("dropout", 0.1), pad_token_id=hf.get("pad_token_id") or 0,
         init_std=hf.get("initializer_range", 0.02), max_positions=hf.get("max_position_embeddings", 512) or 512,
         heads=["lm"], pool_last=True, num_labels=len(hf.get("id2label") or {}) or hf.get("num_labels", 2),
