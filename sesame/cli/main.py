@@ -20,6 +20,9 @@ VERBS = [
     "eval",
     "infer",
     "plot",
+    "distill",
+    "prune",
+    "quantize",
     "static",
 ]
 

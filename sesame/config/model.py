@@ -71,6 +71,8 @@ class ModelConfig(Section):
     lm_bias: bool = False  # a bias on the LM logits (BART's final_logits_bias)
     pad_token_id: int = 0
     init_std: float = 0.02
+    head_counts: list[int] | None = None  # attention heads per layer after head pruning; default num_heads each
+    layerdrop: float = 0.0  # LayerDrop: chance a whole layer is skipped in training (Fan et al.); 0: never
 
     def validate(self) -> None:
         choice("model.arch", self.arch, ARCHS)
@@ -142,6 +144,25 @@ class ModelConfig(Section):
                 raise ConfigError(f"model.reversible needs {'; '.join(bad)}")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attention_dropout < 1.0:
             raise ConfigError("model.dropout and model.attention_dropout must be in [0, 1)")
+        if not 0.0 <= self.layerdrop < 1.0:
+            raise ConfigError(f"model.layerdrop = {self.layerdrop} must be in [0, 1)")
+        if self.layerdrop and self.reversible:
+            raise ConfigError("model.layerdrop is not implemented for reversible stacks; set one of them off")
+        if self.head_counts is not None:
+            if self.arch == "encoder-decoder" or self.share_layers or self.kv_heads != self.num_heads:
+                raise ConfigError("model.head_counts (pruned heads) is for encoders and decoders with one "
+                                  "kv head per query head and unshared layers")
+            if len(self.head_counts) != self.layers or not all(1 <= h <= self.num_heads for h in self.head_counts):
+                raise ConfigError(f"model.head_counts = {self.head_counts} must give 1..{self.num_heads} "
+                                  f"heads for each of the {self.layers} layers")
+
+    def layer_config(self, index: int) -> "ModelConfig":
+        """The config one block is built from: ``head_counts[index]`` heads of the model's
+        head width when heads were pruned, the model's config otherwise."""
+        if self.head_counts is None or self.head_counts[index] == self.num_heads:
+            return self
+        return dataclasses.replace(self, num_heads=self.head_counts[index], head_dim=self.dim_per_head,
+                                   head_counts=None)
 
     # derived sizes
     @property

@@ -218,6 +218,11 @@ def to_hf(model: Model, out: str | Path, tokenizer_dir: str | Path | None = None
             f"Hugging Face's {fam.name} computes {' or '.join(fam.attention)} attention, but this model uses "
             f"model.attention = {model.config.attention!r}; the export would not compute what the model does"
         )
+    if model.config.head_counts is not None:
+        raise ConversionError(
+            f"this model has pruned attention heads (model.head_counts = {model.config.head_counts}); the export "
+            "does not write Hugging Face's pruned_heads yet, so it cannot be converted; keep it in sesame's format"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out) as tmp:
         hf_cfg = fam.config_to_hf(model.config)
