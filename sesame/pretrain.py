@@ -96,6 +96,8 @@ def prepare_run(run: RunConfig, run_dir: str | Path, progress: bool = True, hold
     tok, note_tok = get_tokenizer(run, run_dir, progress)
     run, notes = fit_model_to_tokenizer(run, tok)
     corpus, note_corpus = get_corpus(run, run_dir, tok, progress)
+    if any(getattr(get("objective", n), "streams", False) for n in run.objective.names):  # Transformer-XL
+        return _prepare_streams(run, tok, corpus, [note_tok, note_corpus, *notes], holdout)
     data = run.data  # an objective that shortens its input (t5-span) reads longer raw windows
     for part in run.objective.resolved():
         objective = get("objective", part.name)
@@ -116,6 +118,18 @@ def prepare_run(run: RunConfig, run_dir: str | Path, progress: bool = True, hold
         evaluation = DatasetSource(Subset(dataset, n_train, len(dataset)), size, shuffle=False)
     notes = [note_tok, note_corpus, *notes,
              f"{n_train:,} training examples of {data.seq_len} tokens ({run.data.examples}), {n_eval:,} held out"]
+    return Prepared(run, tok, corpus, train, evaluation, notes)
+
+
+def _prepare_streams(run: RunConfig, tok: Tokenizer, corpus: Corpus, notes: list[str], holdout: float) -> Prepared:
+    from sesame.data.streams import stream_sources
+
+    held = holdout if run.train.eval_every else 0.0
+    size = run.train.micro_batch_size or run.train.batch_size
+    train, evaluation = stream_sources(corpus, run.data.seq_len, run.train.batch_size, size, held)
+    notes.append(f"{run.train.batch_size} streams of {train.row:,} tokens in segments of {run.data.seq_len} "
+                 f"({train.segments} steps per epoch); {'no' if evaluation is None else evaluation.batch_size} "
+                 "held-out streams")
     return Prepared(run, tok, corpus, train, evaluation, notes)
 
 

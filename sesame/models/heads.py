@@ -69,9 +69,10 @@ class Pooler(Head):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden, config.hidden)
+        self.index = -1 if config.pool_last else 0  # XLNet's classification token comes last
 
     def forward(self, hidden, pooled=None, select=None):
-        return torch.tanh(self.dense(hidden[:, 0]))
+        return torch.tanh(self.dense(hidden[:, self.index]))
 
 
 class PairHead(Head):

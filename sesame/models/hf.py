@@ -37,10 +37,13 @@ class Rule:
     op: str = "copy"  # copy | t (transpose a 2-D weight) | row (HF keeps a vector as (1, N))
     base: bool = True  # HF key sits under the base-model prefix
     sizes: tuple[int, ...] | None = None  # split sizes when several HF tensors are concatenated
+    to_ours: Callable | None = None  # per HF tensor, before concatenating (e.g. XLNet's (d, n, dh) heads)
+    to_theirs: Callable | None = None  # its inverse, per part on export
 
 
-def rule(ours: str, *theirs: str, op: str = "copy", base: bool = True, sizes=None) -> Rule:
-    return Rule(ours, tuple(theirs), op, base, tuple(sizes) if sizes else None)
+def rule(ours: str, *theirs: str, op: str = "copy", base: bool = True, sizes=None, to_ours=None,
+         to_theirs=None) -> Rule:
+    return Rule(ours, tuple(theirs), op, base, tuple(sizes) if sizes else None, to_ours, to_theirs)
 
 
 def linear(ours: str, theirs: str, bias: bool = True, base: bool = True, op: str = "copy") -> list[Rule]:
@@ -143,7 +146,7 @@ def state_from_hf(hf_cfg: dict, state: dict[str, torch.Tensor], fam: Family, hea
         keys = [_lookup(state, t, fam, r.base) for t in r.theirs]
         if any(k is None for k in keys):
             continue  # reported as missing by load_state
-        tensors = [state[k] for k in keys]
+        tensors = [state[k] if r.to_ours is None else r.to_ours(state[k]) for k in keys]
         value = torch.cat(tensors, 0) if len(tensors) > 1 else tensors[0]
         if r.op == "t":
             value = value.t()
@@ -196,6 +199,7 @@ def state_to_hf(model: Model, fam: Family) -> dict[str, torch.Tensor]:
         if len(parts) != len(r.theirs):
             raise ConversionError(f"cannot split {r.ours} into {len(r.theirs)} tensors")
         for key, part in zip(r.theirs, parts):
+            part = part if r.to_theirs is None else r.to_theirs(part)
             out[(fam.prefix if r.base else "") + key] = part.detach().clone().contiguous()
     return out
 
