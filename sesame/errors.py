@@ -28,3 +28,7 @@ class TokenizerError(SesameError):
 
 class ConversionError(SesameError):
     """A checkpoint cannot be converted to or from another format."""
+
+
+class OutputError(SesameError):
+    """An output cannot be written: the target is taken, not writable, locked or the disk is full."""

@@ -26,6 +26,7 @@ from sesame.config.base import closest
 from sesame.errors import CheckpointError, ConfigError, SesameError
 from sesame.generate import GenerateConfig, generate
 from sesame.models import Model, load_model
+from sesame.models.io import check_vocab
 from sesame.models.quantize import convert_weights
 from sesame.tokenize import Tokenizer, load_tokenizer
 
@@ -44,7 +45,7 @@ def load_any(model_dir: str | Path, weights: str = "fp32") -> tuple[Model, Token
     if (path / "config.toml").is_file():
         model, _ = load_model(path)
     elif (path / "state.json").is_file():  # a training checkpoint: runs/NAME/checkpoints/step-N
-        from sesame.train.checkpoint import checkpoint_model
+        from sesame.runs import checkpoint_model
 
         model, tok_path = checkpoint_model(path)
     elif (path / "config.json").is_file():
@@ -55,6 +56,8 @@ def load_any(model_dir: str | Path, weights: str = "fp32") -> tuple[Model, Token
         raise CheckpointError(f"{str(path)!r} holds neither config.toml (sesame), a training checkpoint's "
                               "state.json, nor config.json (Hugging Face)")
     tokenizer = load_tokenizer(tok_path)
+    check_vocab(model.config, tokenizer.vocab_size, tokenizer.special_ids, str(path),
+                pad=(path / "config.toml").is_file() or (path / "state.json").is_file())
     labels: list[str] = []
     if (path / LABELS).is_file():
         labels = json.loads((path / LABELS).read_text())

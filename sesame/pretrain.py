@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
-from sesame.config import RunConfig
+from sesame.config import RunConfig, get
 from sesame.data import Corpus, build_dataset, prepare
 from sesame.errors import ConfigError, DataError
 from sesame.models import save_model
 from sesame.objectives import Vocab, build_objective
+from sesame.outputs import claim_run_dir, writing
 from sesame.tokenize import Tokenizer, load_tokenizer, train_tokenizer
-from sesame.train import Trainer
+from sesame.train import Trainer, find_resumable
+from sesame.train.lock import run_lock
+from sesame.train.resume import check_resume
 from sesame.train.source import DatasetSource, Subset
 
 TOKENIZER = "tokenizer.json"
@@ -46,7 +51,10 @@ def get_tokenizer(run: RunConfig, run_dir: Path, progress: bool = True) -> tuple
     if not files:
         raise ConfigError("nothing to train a tokenizer on: set data.inputs (or tokenizer.files / tokenizer.path)")
     tok = train_tokenizer(files, run.tokenizer, show_progress=progress)
-    tok.save(saved)
+    tmp = saved.with_name(saved.name + ".tmp")  # written whole, then renamed: a resume never reuses half a file
+    with writing(saved, cleanup=tmp):
+        tmp.write_text(tok.to_json(), encoding="utf-8")
+        os.replace(tmp, saved)
     return tok, f"trained a {run.tokenizer.kind} tokenizer of {tok.vocab_size} tokens -> {saved}"
 
 
@@ -88,7 +96,14 @@ def prepare_run(run: RunConfig, run_dir: str | Path, progress: bool = True, hold
     tok, note_tok = get_tokenizer(run, run_dir, progress)
     run, notes = fit_model_to_tokenizer(run, tok)
     corpus, note_corpus = get_corpus(run, run_dir, tok, progress)
-    dataset = build_dataset(corpus, run.data, seed=run.train.seed)
+    if any(getattr(get("objective", n), "streams", False) for n in run.objective.names):  # Transformer-XL
+        return _prepare_streams(run, tok, corpus, [note_tok, note_corpus, *notes], holdout)
+    data = run.data  # an objective that shortens its input (t5-span) reads longer raw windows
+    for part in run.objective.resolved():
+        objective = get("objective", part.name)
+        if hasattr(objective, "window_length"):
+            data = data.replace(seq_len=objective.window_length(data.seq_len, part.options))
+    dataset = build_dataset(corpus, data, seed=run.train.seed)
     n_eval = int(math.floor(len(dataset) * holdout)) if run.train.eval_every else 0
     n_train = len(dataset) - n_eval
     if n_train < run.train.batch_size:
@@ -102,7 +117,19 @@ def prepare_run(run: RunConfig, run_dir: str | Path, progress: bool = True, hold
         size = min(n_eval, run.train.micro_batch_size or run.train.batch_size)
         evaluation = DatasetSource(Subset(dataset, n_train, len(dataset)), size, shuffle=False)
     notes = [note_tok, note_corpus, *notes,
-             f"{n_train:,} training examples of {run.data.seq_len} tokens ({run.data.examples}), {n_eval:,} held out"]
+             f"{n_train:,} training examples of {data.seq_len} tokens ({run.data.examples}), {n_eval:,} held out"]
+    return Prepared(run, tok, corpus, train, evaluation, notes)
+
+
+def _prepare_streams(run: RunConfig, tok: Tokenizer, corpus: Corpus, notes: list[str], holdout: float) -> Prepared:
+    from sesame.data.streams import stream_sources
+
+    held = holdout if run.train.eval_every else 0.0
+    size = run.train.micro_batch_size or run.train.batch_size
+    train, evaluation = stream_sources(corpus, run.data.seq_len, run.train.batch_size, size, held)
+    notes.append(f"{run.train.batch_size} streams of {train.row:,} tokens in segments of {run.data.seq_len} "
+                 f"({train.segments} steps per epoch); {'no' if evaluation is None else evaluation.batch_size} "
+                 "held-out streams")
     return Prepared(run, tok, corpus, train, evaluation, notes)
 
 
@@ -110,12 +137,58 @@ def build_task(run: RunConfig, tok: Tokenizer):
     return build_objective(run.objective, Vocab.from_tokenizer(tok), generator=run.generator)
 
 
+# what a pretrain run writes into its directory; --overwrite replaces these and keeps anything else
+RUN_OUTPUTS = ("config.toml", TOKENIZER, "corpus", "checkpoints", "metrics.jsonl", "plots", "model", "tensorboard")
+
+
+def _claim_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """The overwrite policy for a run directory (outputs.claim_run_dir); ``overwrite`` removes
+    only this verb's own outputs (RUN_OUTPUTS) and keeps anything else."""
+    claim_run_dir(run_dir, resume, overwrite)
+    if overwrite and not resume and run_dir.is_dir():
+        for p in run_dir.iterdir():
+            if p.name in RUN_OUTPUTS:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+def _finished(run: RunConfig, run_dir: Path, allow_config_change: bool) -> int | None:
+    """The step of a run that already reached ``train.steps`` and saved its model, else None;
+    checks the resumed config against the checkpoint's first (before any tokenizer or corpus work)."""
+    path, state, _ = find_resumable(run_dir / "checkpoints", verify=False)
+    if state is None:
+        return None
+    old = state.get("config")
+    if isinstance(old, dict):
+        # the model's vocabulary follows the tokenizer (fit_model_to_tokenizer): checked by the trainer
+        fitted = tuple(f"{s}.{k}" for s in ("model", "generator") for k in ("vocab_size", "pad_token_id"))
+        check_resume(old, run.to_dict(), state["step"], allow_config_change, str(run_dir), ignore=fitted)
+    if state["step"] >= run.train.steps and (run_dir / "model" / "config.toml").is_file():
+        return state["step"]
+    return None
+
+
 def pretrain(run: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
              on_log: Callable | None = None, on_eval: Callable | None = None,
-             say: Callable[[str], None] = print) -> dict:
-    """Train ``run`` in ``run_dir``; the final model goes to ``run_dir/model``."""
+             say: Callable[[str], None] = print, overwrite: bool = False,
+             allow_config_change: bool = False) -> dict:
+    """Train ``run`` in ``run_dir``; the final model goes to ``run_dir/model``. The run
+    directory is locked first thing and for the whole run. A non-empty ``run_dir`` needs
+    ``resume`` or ``overwrite``; ``allow_config_change`` admits changed optimisation settings on
+    resume (see train.resume). Resuming a finished run returns at once with ``finished``."""
     run_dir = Path(run_dir)
-    prep = prepare_run(run, run_dir, progress)
+    with run_lock(run_dir, say):
+        _claim_run_dir(run_dir, resume, overwrite)
+        if resume:
+            done = _finished(run, run_dir, allow_config_change)
+            if done is not None:
+                return {"finished": True, "steps": done, "start_step": done, "loss": None,
+                        "model_dir": str(run_dir / "model")}
+        return _pretrain(run, run_dir, resume, progress, on_log, on_eval, say, allow_config_change)
+
+
+def _pretrain(run, run_dir, resume, progress, on_log, on_eval, say, allow_config_change) -> dict:
+    with writing(run_dir):  # a full disk while preparing: one error line; the same command resumes
+        prep = prepare_run(run, run_dir, progress)
     for note in prep.notes:
         say(note)
     task = build_task(prep.config, prep.tokenizer)
@@ -124,7 +197,7 @@ def pretrain(run: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
     trainer = Trainer.from_run_config(task, prep.config, prep.train, run_dir, prep.eval,
                                       on_log=on_log, on_eval=on_eval, progress=progress)
     try:
-        summary = trainer.fit(resume=resume)
+        summary = trainer.fit(resume=resume, allow_config_change=allow_config_change)
         if trainer.dist.main:
             model = trainer.module.model if hasattr(trainer.module, "model") else trainer.module
             save_model(model, run_dir / "model", extra={TOKENIZER: prep.tokenizer.to_json()})
@@ -134,4 +207,5 @@ def pretrain(run: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
     finally:
         trainer.close()
     summary["model_dir"] = str(run_dir / "model")
+    summary["finished"] = summary["start_step"] >= summary["steps"]
     return summary

@@ -21,6 +21,9 @@ several tasks share one encoder.
 - ``gradual_unfreeze`` (ULMFiT): start with only the top group (heads, mix, final norm)
   trainable and unfreeze one layer group per epoch (or per ``unfreeze_every`` steps),
   top to bottom, the embeddings last (groups with nothing to train are skipped).
+- ``freeze_embeddings_steps``: the token embedding (say, initialised from static vectors by
+  ``sesame static transfer``) does not train for the first N optimizer steps, then does
+  (a tied LM head shares the matrix and is held with it).
 - ``layer_lr_decay`` (discriminative learning rates): block ``l`` of ``L`` (1 = lowest)
   learns at ``lr * decay ** (L - l)``, the embeddings at ``lr * decay ** L``, the heads at ``lr``.
 
@@ -67,6 +70,7 @@ class StrategyConfig(Section):
     layer_lr_decay: float = 1.0  # lr of block l = lr * decay ** (L - l); 1.0: off
     adapter_size: int = 64  # kind = "adapters": bottleneck width
     adapter_norms: bool = True  # kind = "adapters": also train the body's norms (Houlsby et al.)
+    freeze_embeddings_steps: int = 0  # the token embedding trains only from this optimizer step on
 
     def validate(self) -> None:
         choice("strategy.kind", self.kind, KINDS)
@@ -77,6 +81,8 @@ class StrategyConfig(Section):
             raise ConfigError("strategy.adapter_size must be positive for kind = 'adapters'")
         if self.unfreeze_every < 0:
             raise ConfigError("strategy.unfreeze_every must be >= 0 (0: one epoch)")
+        if self.freeze_embeddings_steps < 0:
+            raise ConfigError("strategy.freeze_embeddings_steps must be >= 0 (0: off)")
         if self.transfer_layers == "top" and self.scalar_mix:
             raise ConfigError("strategy.transfer_layers = 'top' reads the top layer only, but scalar_mix reads "
                               "all layers; use transfer_layers = 'all' with scalar_mix")
@@ -138,7 +144,7 @@ def models_in(module: nn.Module) -> list[Model]:
 def reinit(model: Model, keep_embeddings: bool = True) -> int:
     """Re-initialise everything but (with ``keep_embeddings``) the embeddings and positions:
     blocks, final norms, the scalar mix and untied heads. Returns the number of tensors."""
-    keep = {"embed", "position", "decoder_position"} if keep_embeddings else set()
+    keep = {"embed", "position", "decoder_position", "decoder_embed_norm"} if keep_embeddings else set()
     modules = [m for name, m in model.body.named_children() if name not in keep]
     modules += [h for h in model.heads.values() if not h.tied]
     if model.mix is not None:
@@ -158,7 +164,8 @@ def reinit(model: Model, keep_embeddings: bool = True) -> int:
 # ---------------------------------------------------------------- layer groups
 
 _BODY = re.compile(r"(?:^|\.)body\.")
-_EMBED = re.compile(r"(?:^|\.)body\.(?:embed|position|decoder_position)\.")
+_EMBED = re.compile(r"(?:^|\.)body\.(?:embed|position|decoder_position|decoder_embed_norm)\.")
+_TOKENS = re.compile(r"(?:^|\.)body\.embed\.tokens\.")
 _BLOCK = re.compile(r"(?:^|\.)body\.(layers|encoder|decoder)\.(\d+)\.")
 
 
@@ -245,6 +252,11 @@ class Plan:
     def on_step(self, step: int) -> None:
         if self.strategy.gradual_unfreeze:
             self.set_trainable(self.lowest_unfrozen(step))
+        if self.strategy.freeze_embeddings_steps:
+            lowest = self.lowest_unfrozen(step)
+            for name, p in self.module.named_parameters():
+                if _TOKENS.search(name) and name in self.trainable:
+                    p.requires_grad_(step >= self.strategy.freeze_embeddings_steps and self.groups(name) >= lowest)
 
     def summary(self) -> dict:
         s = self.strategy

@@ -10,7 +10,7 @@ from sesame.config import load_config
 from sesame.errors import ConfigError
 from sesame.evaluate import evaluate_lm
 from sesame.pipelines import load_any, pipeline
-from sesame.train.checkpoint import run_tokenizer
+from sesame.runs import run_tokenizer
 from sesame.pretrain import pretrain
 
 TEXT = "\n\n".join(
@@ -61,7 +61,8 @@ def test_pretrain_mlm_end_to_end_and_resume(corpus, tmp_path):
     with pytest.raises(Exception, match="--resume|checkpoints"):
         pretrain(run, tmp_path / "run", progress=False, say=lambda s: None)
     longer = tiny_run(corpus, "train.steps=14")
-    again = pretrain(longer, tmp_path / "run", resume=True, progress=False, say=lambda s: None)
+    again = pretrain(longer, tmp_path / "run", resume=True, allow_config_change=True, progress=False,
+                     say=lambda s: None)
     assert again["start_step"] == 12 and again["steps"] == 14
     scores = evaluate_lm(model_dir, [str(corpus)], seq_len=32, batch_size=8)
     assert scores["objective"] == "mlm" and 0 < scores["accuracy"] <= 1 and scores["perplexity"] < 120

@@ -11,3 +11,9 @@ def add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> N
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="override any config field, e.g. --set model.layers=4 (repeatable)",
     )
+
+
+def add_overwrite_arg(parser) -> None:
+    """``--overwrite``: the one way to write into an existing non-empty output."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an existing non-empty output (files sesame did not write are kept)")

@@ -1,12 +1,14 @@
 """`sesame convert`: Hugging Face (or GGUF) <-> sesame model directories."""
 from __future__ import annotations
 
+from sesame.cli.common import add_overwrite_arg
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "convert", help="convert between Hugging Face / GGUF and sesame model directories",
         description="Convert weights, config and tokenizer files. Supported families: BERT, RoBERTa, "
-                    "ALBERT, DistilBERT, ELECTRA, GPT-2, Llama.",
+                    "ALBERT, DistilBERT, ELECTRA, GPT-2, Llama, T5, BART.",
     )
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--from-hf", action="store_true", help="SRC is a Hugging Face directory")
@@ -16,12 +18,15 @@ def add_parser(sub) -> None:
     p.add_argument("out", help="output directory (written atomically)")
     p.add_argument("--allow-missing", action="store_true",
                    help="start parameters missing from the source fresh instead of failing")
+    add_overwrite_arg(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from sesame.models import hf
+    from sesame.outputs import claim_output
 
+    claim_output(args.out, args.overwrite, "output directory")
     if args.from_hf:
         report = hf.convert_from_hf(args.src, args.out, allow_missing=args.allow_missing)
         print(report)

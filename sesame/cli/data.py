@@ -5,6 +5,7 @@ import argparse
 import json
 
 from sesame.errors import ConfigError
+from sesame.outputs import writing
 
 
 def add_parser(sub) -> None:
@@ -70,7 +71,8 @@ def run_prepare(args) -> int:
     cfg = cfg.replace(**changes) if changes else cfg
     if not cfg.inputs:
         raise ConfigError("no inputs: give text files, directories or globs (or data.inputs in --config)")
-    meta = prepare(config=cfg, progress=not args.no_progress, overwrite=args.overwrite)
+    with writing(cfg.out or "--out"):  # a full disk or a refused permission: one error line, resumable
+        meta = prepare(config=cfg, progress=not args.no_progress, overwrite=args.overwrite)
     print(json.dumps(meta, indent=1, ensure_ascii=False) if args.json else summary_text(meta, cfg.out))
     return 0
 

@@ -68,11 +68,13 @@ def run(args) -> int:
     config, _ = fit_model_to_tokenizer(config, tok)
     torch.manual_seed(config.train.seed)
     show("before training (random weights):", FillMask(build_model(config.model).eval(), tok))
-    summary = pretrain(config, out, resume=(out / "checkpoints").is_dir(), progress=not args.no_progress)
+    # the demo's own directory: it wrote the text and tokenizer, and a second demo continues the first
+    summary = pretrain(config, out, resume=True, allow_config_change=True, progress=not args.no_progress)
     model_dir = Path(summary["model_dir"])
     from sesame.pipelines import pipeline
 
-    show(f"after {summary['steps']} steps (loss {summary['loss']:.2f}):", pipeline("fill-mask", model_dir))
+    loss = f"loss {summary['loss']:.2f}" if summary.get("loss") is not None else "already trained"
+    show(f"after {summary['steps']} steps ({loss}):", pipeline("fill-mask", model_dir))
     held = summary.get("eval") or {}
     if "eval_accuracy" in held:
         print(f"held-out masked tokens: {held['eval_accuracy']:.1%} predicted exactly "

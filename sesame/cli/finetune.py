@@ -176,6 +176,7 @@ def run(args) -> int:
 
     from sesame import finetune as ft
     from sesame.errors import ConfigError
+    from sesame.outputs import claim_run_dir
     from sesame.transfer import StrategyConfig
 
     if args.then and args.also:
@@ -191,7 +192,7 @@ def run(args) -> int:
     s = settings(args)
     strategy = StrategyConfig.from_dict(s["strategy"])
     name = args.dataset or Path(args.train).stem
-    out = Path(args.out or Path("runs") / f"ft-{name}")
+    out = claim_run_dir(Path(args.out or Path("runs") / f"ft-{name}"), args.resume)
     common = dict(progress=not args.no_progress, data_dir=args.data_dir, max_eval=args.max_eval, resume=args.resume)
     if args.also:
         summary = ft.multitask(args.model_dir, [args.dataset, *args.also], out, s["train"], strategy,

@@ -20,6 +20,10 @@ VERBS = [
     "eval",
     "infer",
     "plot",
+    "distill",
+    "prune",
+    "quantize",
+    "static",
 ]
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sesame.cli.common import add_config_args
+from sesame.cli.common import add_config_args, add_overwrite_arg
 
 
 def add_parser(sub) -> None:
@@ -16,6 +16,10 @@ def add_parser(sub) -> None:
     add_config_args(p)
     p.add_argument("--out", help="run directory (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="on --resume, apply changed optimisation settings (lr, steps, warmup, ...) from the "
+                        "checkpoint's step on; recorded in state.json and config.toml")
+    add_overwrite_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
@@ -27,9 +31,14 @@ def run(args) -> int:
 
     config = load_config(args.config, args.overrides)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
-    summary = pretrain(config, out, resume=args.resume, progress=not args.no_progress)
+    summary = pretrain(config, out, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite,
+                       allow_config_change=args.allow_config_change)
+    if summary.get("finished") and args.resume:
+        print(f"already finished at step {summary['steps']}; model in {summary['model_dir']}")
+        return 0
     plots = plot_run(out)
-    print(f"done: {summary['steps']} steps, final loss {summary['loss']:.4f}, "
+    loss = f"{summary['loss']:.4f}" if summary.get("loss") is not None else "n/a"
+    print(f"done: {summary['steps']} steps, final loss {loss}, "
           f"{summary['tokens_per_s']:,.0f} tokens/s; model in {summary['model_dir']}")
     if summary.get("eval"):
         shown = ", ".join(f"{k} {v:.4f}" for k, v in summary["eval"].items() if isinstance(v, float))

@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from collections import Counter
+from pathlib import Path
 
+from sesame.cli.common import add_overwrite_arg
 from sesame.errors import ConfigError
+from sesame.outputs import claim_output, writing
 
 
 def add_parser(sub) -> None:
@@ -40,6 +45,7 @@ def add_parser(sub) -> None:
     train.add_argument("--text-field", default="text", help="JSONL field holding the text")
     train.add_argument("--column", default="0", help="TSV column (index or header name)")
     _config_args(train, "tokenizer")
+    add_overwrite_arg(train)
     train.set_defaults(run=run_train)
 
     enc = actions.add_parser("encode", help="encode text and show tokens, ids, offsets and word starts",
@@ -90,11 +96,27 @@ def run_train(args) -> int:
         raise ConfigError("no training inputs: give files, directories or globs (or tokenizer.files in --config)")
     data_cfg = DataConfig(format=args.format, text_field=args.text_field, column=_column(args.column))
     data_cfg.validate()
+    out = Path(args.out)
+    target = out if out.suffix == ".json" else out / "tokenizer.json"
+    claim_output(out, args.overwrite, "tokenizer output")
     t0 = time.time()
-    tok = train_tokenizer(config=cfg, texts=iter_texts(list(files), data_cfg), show_progress=sys.stderr.isatty())
-    path = tok.save(args.out)
+    stats: Counter = Counter()
+    tok = train_tokenizer(config=cfg, texts=iter_texts(list(files), data_cfg, stats),
+                          show_progress=sys.stderr.isatty())
+    tmp = target.with_name(target.name + ".tmp")
+    with writing(target, len(tok.to_json().encode()), cleanup=tmp):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(tok.to_json(), encoding="utf-8")
+        os.replace(tmp, target)
+    path = target
     roles = ", ".join(f"{r}={i}" for r, i in tok.special_ids.items())
     print(f"trained a {tok.kind} vocabulary of {tok.vocab_size} tokens in {time.time() - t0:.1f} s -> {path}")
+    if stats["invalid_utf8_bytes"]:
+        print(f"  note: {stats['invalid_utf8_bytes']:,} invalid UTF-8 bytes in the input were replaced by U+FFFD",
+              file=sys.stderr)
+    if tok.vocab_size < cfg.vocab_size:
+        print(f"  note: the vocabulary came out at {tok.vocab_size} of the {cfg.vocab_size} tokens asked: the "
+              "training text has too few distinct pieces (add text or lower --vocab-size)", file=sys.stderr)
     print(f"  special tokens: {roles}; lowercase: {tok.lowercase}; hash {tok.hash}")
     return 0
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from typing import Any, TypeVar
@@ -57,6 +58,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         raise ConfigError(f"{where} must be an integer, got {value!r}")
     if hint in (float, str) and not isinstance(value, hint):
         raise ConfigError(f"{where} must be a {hint.__name__}, got {value!r}")
+    if hint is float and not math.isfinite(value):
+        raise ConfigError(f"{where} = {value!r} is not a finite number; give a real value")
     return value
 
 

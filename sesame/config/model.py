@@ -8,7 +8,7 @@ from sesame.config.base import Section, choice
 from sesame.errors import ConfigError
 
 ARCHS = ("encoder", "decoder", "encoder-decoder")
-POSITIONS = ("learned", "sinusoidal", "rotary", "t5", "alibi", "none")
+POSITIONS = ("learned", "sinusoidal", "rotary", "t5", "alibi", "none", "shaw")
 NORMS = ("layernorm", "rmsnorm")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 FEEDFORWARDS = ("mlp", "glu")
@@ -20,7 +20,7 @@ class ModelConfig(Section):
     """Shape and parts of a Transformer. ``heads`` lists the output heads to build."""
 
     SECTION = "model"
-    family: str = "custom"  # bert, roberta, albert, distilbert, electra, gpt2, llama, custom
+    family: str = "custom"  # bert, roberta, albert, distilbert, electra, gpt2, llama, t5, bart, custom
     arch: str = "encoder"
     vocab_size: int = 30522
     hidden: int = 768
@@ -36,7 +36,12 @@ class ModelConfig(Section):
     position_offset: int = 0  # RoBERTa's table starts at padding_idx + 1
     rope_theta: float = 10000.0
     relative_buckets: int = 32  # T5 bias
-    relative_max_distance: int = 128
+    relative_max_distance: int = 128  # T5 buckets; shaw: the clipping distance k (table of 2k+1)
+    relative_values: bool = False  # shaw: relative vectors on the values too (Shaw et al.)
+    relative_key_query: bool = False  # shaw: also the key-side term (HF "relative_key_query")
+    mem_len: int = 0  # Transformer-XL recurrence: hidden states kept per layer (model.new_memory); needs attention 'xl'
+    clamp_len: int = 0  # xl: clip relative distances at this value; 0: no clipping
+    relative_segments: bool = False  # xl: XLNet's relative segment encoding (s+/s- and their bias)
     norm: str = "layernorm"
     norm_eps: float = 1e-12
     prenorm: bool = False
@@ -50,6 +55,9 @@ class ModelConfig(Section):
     ff_chunks: int = 0  # feed-forward over this many slices of the sequence; 0 or 1: whole
     attention_scale: float | None = None  # default 1/sqrt(head_dim); T5 uses 1.0
     bias: bool = True
+    attention_bias: bool | None = None  # biases of the attention projections; default: bias (XLNet: none)
+    two_stream: bool = False  # XLNet: a query stream (permutation LM) beside the content stream
+    pool_last: bool = False  # the pooler reads the last token (XLNet's A [SEP] B [SEP] [CLS]), not the first
     dropout: float = 0.1
     attention_dropout: float = 0.1
     share_layers: bool = False  # ALBERT cross-layer parameter sharing
@@ -59,8 +67,12 @@ class ModelConfig(Section):
     heads: list[str] = dataclasses.field(default_factory=lambda: ["mlm"])
     num_labels: int = 2  # for the `classify` head
     tie_embeddings: bool = True
+    lm_rescale: bool = False  # T5: scale the decoder output by hidden ** -0.5 before the LM head
+    lm_bias: bool = False  # a bias on the LM logits (BART's final_logits_bias)
     pad_token_id: int = 0
     init_std: float = 0.02
+    head_counts: list[int] | None = None  # attention heads per layer after head pruning; default num_heads each
+    layerdrop: float = 0.0  # LayerDrop: chance a whole layer is skipped in training (Fan et al.); 0: never
 
     def validate(self) -> None:
         choice("model.arch", self.arch, ARCHS)
@@ -94,13 +106,32 @@ class ModelConfig(Section):
                 f"model.heads {self.heads} need a bidirectional encoder but model.arch = 'decoder'; "
                 "use heads = ['lm'] or arch = 'encoder'"
             )
-        if self.arch == "encoder" and "lm" in self.heads:
+        if self.two_stream and (self.arch != "encoder" or self.attention != "xl"):
+            raise ConfigError("model.two_stream (XLNet's query stream) needs arch = 'encoder' and attention = 'xl'")
+        if self.two_stream and self.adapter_size:
+            raise ConfigError("model.two_stream does not run adapters in the query stream; set adapter_size = 0")
+        if self.arch == "encoder" and "lm" in self.heads and not self.two_stream:
             raise ConfigError(
                 "model.heads has 'lm' (next-token prediction) but model.arch = 'encoder' sees the "
                 "future; use arch = 'decoder' or the 'mlm' head"
             )
         if self.position == "rotary" and self.dim_per_head % 2:
             raise ConfigError("rotary positions need an even head dimension")
+        if self.position == "shaw" and self.relative_max_distance < 1:
+            raise ConfigError("model.relative_max_distance (the shaw clipping distance) must be >= 1")
+        if (self.relative_values or self.relative_key_query) and self.position != "shaw":
+            raise ConfigError("model.relative_values / relative_key_query belong to position = 'shaw'; "
+                              f"the model uses position = {self.position!r}")
+        if self.mem_len < 0 or self.clamp_len < 0:
+            raise ConfigError("model.mem_len and model.clamp_len must be >= 0")
+        if (self.mem_len or self.relative_segments) and self.attention != "xl":
+            raise ConfigError("model.mem_len / relative_segments need model.attention = 'xl' (relative "
+                              f"positions that do not depend on absolute indices); got {self.attention!r}")
+        if self.attention == "xl" and self.arch == "encoder-decoder":
+            raise ConfigError("model.attention = 'xl' serves encoders and decoders, not encoder-decoders")
+        if self.attention == "xl" and self.position != "none":
+            raise ConfigError("model.attention = 'xl' brings its own relative positions; set "
+                              f"model.position = 'none' (got {self.position!r})")
         if self.ff_chunks < 0:
             raise ConfigError("model.ff_chunks must be 0 (off) or a positive number of slices")
         if self.reversible:
@@ -113,6 +144,25 @@ class ModelConfig(Section):
                 raise ConfigError(f"model.reversible needs {'; '.join(bad)}")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attention_dropout < 1.0:
             raise ConfigError("model.dropout and model.attention_dropout must be in [0, 1)")
+        if not 0.0 <= self.layerdrop < 1.0:
+            raise ConfigError(f"model.layerdrop = {self.layerdrop} must be in [0, 1)")
+        if self.layerdrop and self.reversible:
+            raise ConfigError("model.layerdrop is not implemented for reversible stacks; set one of them off")
+        if self.head_counts is not None:
+            if self.arch == "encoder-decoder" or self.share_layers or self.kv_heads != self.num_heads:
+                raise ConfigError("model.head_counts (pruned heads) is for encoders and decoders with one "
+                                  "kv head per query head and unshared layers")
+            if len(self.head_counts) != self.layers or not all(1 <= h <= self.num_heads for h in self.head_counts):
+                raise ConfigError(f"model.head_counts = {self.head_counts} must give 1..{self.num_heads} "
+                                  f"heads for each of the {self.layers} layers")
+
+    def layer_config(self, index: int) -> "ModelConfig":
+        """The config one block is built from: ``head_counts[index]`` heads of the model's
+        head width when heads were pruned, the model's config otherwise."""
+        if self.head_counts is None or self.head_counts[index] == self.num_heads:
+            return self
+        return dataclasses.replace(self, num_heads=self.head_counts[index], head_dim=self.dim_per_head,
+                                   head_counts=None)
 
     # derived sizes
     @property

@@ -158,6 +158,8 @@ def load_dict(source: str | Path | dict | None) -> dict:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{path}: invalid TOML: {err}") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
         return _resolve(data)
     return _resolve({"preset": str(source)})
 

@@ -320,6 +320,11 @@ def prepare(inputs: list[str] | None = None, tokenizer: Tokenizer | str | Path |
         else:
             os.environ["TOKENIZERS_PARALLELISM"] = saved_env
     meta = _finish(out, tok, cfg, files, skipped, units, drops_total=sum(len(v) for v in drops.values()))
+    if not meta["num_docs"] or not meta["num_tokens"]:
+        bad = meta["bad_input"]
+        raise DataError(f"the inputs ({len(files)} files, {bad.get('lines', 0)} lines, {bad.get('empty_lines', 0)} "
+                        f"empty, {bad.get('bad_records', 0)} bad records) hold no text to prepare; check the paths, "
+                        "--format and --text-field/--column")
     meta["resumed_shards"] = len(done) if resumed else 0
     meta["elapsed_s"] = round(time.time() - t0, 3)
     meta["mb_per_s"] = round((total_bytes - done_bytes) / 1e6 / max(meta["elapsed_s"], 1e-9), 3)

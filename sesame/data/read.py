@@ -490,15 +490,17 @@ def doc_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 
 
-def iter_texts(inputs: list[str], cfg: DataConfig | None = None) -> Iterator[str]:
+def iter_texts(inputs: list[str], cfg: DataConfig | None = None, stats: Counter | None = None) -> Iterator[str]:
     """Document texts of ``inputs`` (any supported format), e.g. to train a tokenizer.
-    The inputs are checked now; the texts are read as the iterator is consumed."""
+    The inputs are checked now; the texts are read as the iterator is consumed, counting
+    lines, replaced invalid-UTF-8 bytes and skipped records into ``stats`` when given."""
     cfg = cfg or DataConfig()
     files, _ = resolve_inputs(inputs, cfg)
+    stats = Counter() if stats is None else stats
 
     def texts() -> Iterator[str]:
         for f in files:
-            for doc in read_piece(f, 0, f.size, cfg, Counter()):
+            for doc in read_piece(f, 0, f.size, cfg, stats):
                 yield doc.text
 
     return texts()

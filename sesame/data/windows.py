@@ -10,6 +10,8 @@ sentence) per example with padding. Every example is a dict of numpy arrays of l
   kept within a document), ``position_ids`` (int64, restart at each packed document)
 - ``entity_ids`` (int64, 0 outside entities, 1, 2, ... per entity span in the example)
   and ``entity_types`` (int64, index into ``corpus.entity_types``, -1 outside)
+- ``sentence_starts`` (bool, True where the corpus recorded a sentence start: what
+  BART's sentence permutation reads)
 
 Long documents are chunked into several examples; no token is dropped.
 """
@@ -21,7 +23,7 @@ from sesame.data.shards import Corpus
 from sesame.errors import DataError
 
 FIELDS = ("input_ids", "token_type_ids", "attention_mask", "special_tokens_mask", "word_starts", "doc_ids",
-          "position_ids", "entity_ids", "entity_types")
+          "position_ids", "entity_ids", "entity_types", "sentence_starts")
 
 
 def empty_example(seq_len: int, pad_id: int) -> dict[str, np.ndarray]:
@@ -35,7 +37,15 @@ def empty_example(seq_len: int, pad_id: int) -> dict[str, np.ndarray]:
         "position_ids": np.zeros(seq_len, dtype=np.int64),
         "entity_ids": np.zeros(seq_len, dtype=np.int64),
         "entity_types": np.full(seq_len, -1, dtype=np.int64),
+        "sentence_starts": np.zeros(seq_len, dtype=bool),
     }
+
+
+def sentence_starts(corpus: Corpus, tokpos: np.ndarray) -> np.ndarray:
+    """True where corpus token ``tokpos`` (non-decreasing) begins a recorded sentence."""
+    offsets = corpus.sent_offsets
+    k = np.minimum(np.searchsorted(offsets, tokpos), len(offsets) - 1)
+    return offsets[k] == tokpos
 
 
 def special_id(corpus: Corpus, *roles: str) -> int | None:
@@ -117,6 +127,7 @@ class PackedWindows:
             ex["input_ids"][tok_slots] = self.corpus.tokens(t0, t1)
             ex["word_starts"][tok_slots] = self.corpus.word_starts(t0, t1)
             ex["special_tokens_mask"][tok_slots] = False
+            ex["sentence_starts"][tok_slots] = sentence_starts(self.corpus, tokpos)
             mark_entities(ex, self.corpus, tokpos, tok_slots)
         if is_sep.any():
             ex["input_ids"][slots[is_sep]] = self.separator
@@ -179,6 +190,7 @@ class DocumentExamples:
         ex["input_ids"][p + n:p + n + len(self.suffix)] = self.suffix
         ex["word_starts"][p:p + n] = self.corpus.word_starts(a, b)
         ex["special_tokens_mask"][p:p + n] = False
+        ex["sentence_starts"][p:p + n] = sentence_starts(self.corpus, np.arange(a, b))
         total = p + n + len(self.suffix)
         ex["attention_mask"][:total] = True
         ex["doc_ids"][:total] = 0

@@ -2,12 +2,16 @@
 or an encoder-decoder. Heads live in ``heads.py``; ``model.py`` joins them."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
 from sesame.config.model import ModelConfig
-from sesame.errors import ShapeError
+from sesame.errors import ConfigError, ShapeError
 from sesame.nn import Context, Embeddings, KVCache, Layout, Stack
+from sesame.nn.attention.two_stream import QueryStream, two_stream_block
+from sesame.nn.cache import Memory
 from sesame.nn.norms import build_norm
 from sesame.nn.positions import T5Bias, build_position
 
@@ -49,9 +53,25 @@ class Body(nn.Module):
         self.final_norm = (
             build_norm(config.norm, config.hidden, config.norm_eps) if config.use_final_norm else None
         )
+        self.query = QueryStream(config.hidden, config.init_std) if config.two_stream else None
 
     def new_cache(self) -> KVCache:
         return KVCache(self.layers.depth)
+
+    def new_memory(self, mem_len: int | None = None) -> Memory:
+        """Transformer-XL recurrence memory (model.mem_len hidden states per layer)."""
+        mem_len = mem_len or self.config.mem_len
+        if not mem_len or self.config.attention != "xl":
+            raise ConfigError("a recurrence memory needs model.attention = 'xl' and model.mem_len > 0 "
+                              f"(got attention {self.config.attention!r}, mem_len {mem_len})")
+        return Memory(self.layers.depth, mem_len)
+
+    def segments(self, token_type_ids, past: int):
+        """Key segment ids for relative segment encodings (memory keys count as segment 0)."""
+        if not self.config.relative_segments or token_type_ids is None:
+            return None
+        pad = token_type_ids.new_zeros(token_type_ids.shape[0], past)
+        return torch.cat([pad, token_type_ids], 1)
 
     def forward(
         self,
@@ -64,12 +84,17 @@ class Body(nn.Module):
         hidden_states: list | None = None,
         attentions: list | None = None,
         global_mask: torch.Tensor | None = None,
+        target_mapping: torch.Tensor | None = None,
+        query_layout: Layout | None = None,
     ) -> torch.Tensor:
+        """With ``target_mapping`` (B, M, T) (XLNet, ``model.two_stream``) the query stream runs
+        beside the content stream under ``query_layout`` and its M rows are returned."""
         cfg = self.config
         if input_ids.dim() != 2:
             raise ShapeError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
         check_ids("input_ids", input_ids, cfg.vocab_size)
-        check_ids("token_type_ids", token_type_ids, max(cfg.type_vocab_size, 1))
+        if not cfg.relative_segments:  # relative segments compare ids; they index no table
+            check_ids("token_type_ids", token_type_ids, max(cfg.type_vocab_size, 1))
         past = cache.length if cache is not None else 0
         t = input_ids.shape[1]
         if attention_mask is not None and attention_mask.shape != (input_ids.shape[0], past + t):
@@ -77,7 +102,7 @@ class Body(nn.Module):
                 f"attention_mask has shape {tuple(attention_mask.shape)}, expected "
                 f"{(input_ids.shape[0], past + t)} (batch, cached + new tokens)"
             )
-        if cfg.position == "learned" and past + t > cfg.max_positions:
+        if cfg.position == "learned" and positions is None and past + t > cfg.max_positions:
             raise ShapeError(
                 f"a sequence of {past + t} tokens is longer than the position table "
                 f"(model.max_positions = {cfg.max_positions}); split the text into windows of at "
@@ -88,7 +113,12 @@ class Body(nn.Module):
         hook = self.position.hook
         x = self.embed(input_ids, token_type_ids, self.position.embed(positions) if hook == "input" else None)
         if layout is None:
-            layout = Layout(causal=cfg.is_causal, key_padding=attention_mask, q_offset=past, global_mask=global_mask)
+            layout = Layout(causal=cfg.is_causal, key_padding=attention_mask, q_offset=past, global_mask=global_mask,
+                            segments=self.segments(token_type_ids, past))
+        elif layout.segments is None and cfg.relative_segments:
+            layout = dataclasses.replace(layout, segments=self.segments(token_type_ids, past))
+        if target_mapping is not None:
+            return self._two_streams(x, layout, query_layout, target_mapping, cache)
         bias = None
         if hook == "bias":
             kpos = torch.arange(past + t, device=x.device)
@@ -104,14 +134,33 @@ class Body(nn.Module):
         return x
 
 
+    def _two_streams(self, h, layout, query_layout, target_mapping, cache):
+        if self.query is None:
+            raise ConfigError("a target_mapping (query stream) needs model.two_stream = true (XLNet)")
+        if query_layout is None:
+            raise ShapeError("the query stream needs its query_layout (see nn/attention/two_stream.py)")
+        if query_layout.segments is None and layout.segments is not None:
+            query_layout = dataclasses.replace(query_layout, segments=layout.segments)
+        g = self.embed.drop(self.query.start(h.shape[0], target_mapping.shape[1]).to(h.dtype))
+        for i in range(self.layers.depth):
+            block = self.layers[0 if self.layers.shared else i]
+            h, g = two_stream_block(block, h, g, layout, query_layout, target_mapping,
+                                    cache.layers[i] if cache is not None else None)
+        return self.final_norm(g) if self.final_norm is not None else g
+
+
 class EncoderDecoderBody(nn.Module):
     """A bidirectional encoder and a causal decoder with cross-attention, sharing
-    one token embedding (BART/T5/MASS shape)."""
+    one token embedding (BART/T5/MASS shape). Each side has its own position table
+    (or T5 bias) and, with ``embedding_norm``, its own embedding norm (BART)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.embed = Embeddings(config)
+        self.decoder_embed_norm = (
+            build_norm(config.norm, config.embed_dim, config.norm_eps) if config.embedding_norm else None
+        )
         self.position = build_position(config)
         dec_cfg = config.replace(arch="decoder", heads=["lm"])
         self.decoder_position = (
@@ -138,7 +187,8 @@ class EncoderDecoderBody(nn.Module):
             )
         positions = position_ids(mask, past, t, ids.device)
         hook = position.hook
-        x = self.embed(ids, None, position.embed(positions) if hook == "input" else None)
+        norm = self.decoder_embed_norm if stack is self.decoder else None
+        x = self.embed(ids, None, position.embed(positions) if hook == "input" else None, norm)
         bias = None
         if hook == "bias":
             kpos = torch.arange(past + t, device=ids.device)

@@ -52,12 +52,14 @@ class LMHead(Head):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.decoder = nn.Linear(config.hidden, config.vocab_size, bias=False)
+        self.decoder = nn.Linear(config.hidden, config.vocab_size, bias=config.lm_bias)
         tie = config.tie_embeddings and config.embed_dim == config.hidden
         self.tied = {"decoder.weight": EMBEDDING} if tie else {}
+        self.scale = config.hidden ** -0.5 if config.lm_rescale else None
 
     def forward(self, hidden, pooled=None, select=None):
-        return self.decoder(_select(hidden, select))
+        hidden = _select(hidden, select)
+        return self.decoder(hidden if self.scale is None else hidden * self.scale)
 
 
 @register("head", "pooler")
@@ -67,9 +69,10 @@ class Pooler(Head):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden, config.hidden)
+        self.index = -1 if config.pool_last else 0  # XLNet's classification token comes last
 
     def forward(self, hidden, pooled=None, select=None):
-        return torch.tanh(self.dense(hidden[:, 0]))
+        return torch.tanh(self.dense(hidden[:, self.index]))
 
 
 class PairHead(Head):

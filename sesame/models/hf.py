@@ -34,13 +34,16 @@ TOKENIZER_FILES = (
 class Rule:
     ours: str
     theirs: tuple[str, ...]
-    op: str = "copy"  # copy | t (transpose a 2-D weight)
+    op: str = "copy"  # copy | t (transpose a 2-D weight) | row (HF keeps a vector as (1, N))
     base: bool = True  # HF key sits under the base-model prefix
     sizes: tuple[int, ...] | None = None  # split sizes when several HF tensors are concatenated
+    to_ours: Callable | None = None  # per HF tensor, before concatenating (e.g. XLNet's (d, n, dh) heads)
+    to_theirs: Callable | None = None  # its inverse, per part on export
 
 
-def rule(ours: str, *theirs: str, op: str = "copy", base: bool = True, sizes=None) -> Rule:
-    return Rule(ours, tuple(theirs), op, base, tuple(sizes) if sizes else None)
+def rule(ours: str, *theirs: str, op: str = "copy", base: bool = True, sizes=None, to_ours=None,
+         to_theirs=None) -> Rule:
+    return Rule(ours, tuple(theirs), op, base, tuple(sizes) if sizes else None, to_ours, to_theirs)
 
 
 def linear(ours: str, theirs: str, bias: bool = True, base: bool = True, op: str = "copy") -> list[Rule]:
@@ -73,6 +76,7 @@ class Family:
     architecture: Callable[[list[str]], str]  # HF class name for a set of heads
     ignore: tuple[str, ...] = (r".*position_ids$", r".*\.masked_bias$", r".*\.attn\.bias$")
     attention: tuple[str, ...] = ("full",)  # the attention kernels its HF architecture computes
+    adjust: Callable[[ModelConfig, dict], ModelConfig] | None = None  # config facts only the weights tell
 
 
 def family_for(model_type: str) -> Family:
@@ -96,7 +100,12 @@ def _read_hf(src: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     cfg_file = src / "config.json"
     if not cfg_file.is_file():
         raise CheckpointError(f"{str(src)!r} has no config.json, so it is not a Hugging Face model directory")
-    hf_cfg = json.loads(cfg_file.read_text())
+    try:
+        hf_cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ConversionError(f"{cfg_file} is not valid JSON ({err}); restore the model's config.json") from None
+    if not isinstance(hf_cfg, dict) or not isinstance(hf_cfg.get("model_type", ""), str):
+        raise ConversionError(f"{cfg_file} is malformed: expected a JSON object with a string model_type")
     files = sorted(src.glob("*.safetensors"))
     if not files:
         bins = list(src.glob("*.bin"))
@@ -116,7 +125,13 @@ def _lookup(state: dict, key: str, fam: Family, base: bool) -> str | None:
 
 def state_from_hf(hf_cfg: dict, state: dict[str, torch.Tensor], fam: Family, heads: list[str] | None = None):
     """Map a HF state dict to (ModelConfig, our state, renamed pairs, unused HF keys)."""
-    config = fam.config_from_hf(hf_cfg)
+    try:
+        config = fam.config_from_hf(hf_cfg)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:  # a field missing or of the wrong type
+        raise ConversionError(f"config.json is malformed for a {fam.name} model: {type(err).__name__} {err}; "
+                              "restore the model's config.json") from None
+    if fam.adjust is not None:
+        config = fam.adjust(config, state)
     head_rules = fam.head_rules(config)
     if heads is None:  # keep the heads whose weights are present
         heads = [
@@ -131,10 +146,12 @@ def state_from_hf(hf_cfg: dict, state: dict[str, torch.Tensor], fam: Family, hea
         keys = [_lookup(state, t, fam, r.base) for t in r.theirs]
         if any(k is None for k in keys):
             continue  # reported as missing by load_state
-        tensors = [state[k] for k in keys]
+        tensors = [state[k] if r.to_ours is None else r.to_ours(state[k]) for k in keys]
         value = torch.cat(tensors, 0) if len(tensors) > 1 else tensors[0]
         if r.op == "t":
             value = value.t()
+        elif r.op == "row":  # a (1, N) HF tensor (BART's final_logits_bias) is our (N,) vector
+            value = value.reshape(-1)
         ours[r.ours] = value.contiguous()
         used.update(keys)
         renamed.append((",".join(keys), r.ours))
@@ -176,10 +193,13 @@ def state_to_hf(model: Model, fam: Family) -> dict[str, torch.Tensor]:
         value = state[r.ours]
         if r.op == "t":
             value = value.t()
+        elif r.op == "row":
+            value = value.reshape(1, -1)
         parts = value.split(list(r.sizes), 0) if r.sizes else [value]
         if len(parts) != len(r.theirs):
             raise ConversionError(f"cannot split {r.ours} into {len(r.theirs)} tensors")
         for key, part in zip(r.theirs, parts):
+            part = part if r.to_theirs is None else r.to_theirs(part)
             out[(fam.prefix if r.base else "") + key] = part.detach().clone().contiguous()
     return out
 
@@ -198,14 +218,43 @@ def to_hf(model: Model, out: str | Path, tokenizer_dir: str | Path | None = None
             f"Hugging Face's {fam.name} computes {' or '.join(fam.attention)} attention, but this model uses "
             f"model.attention = {model.config.attention!r}; the export would not compute what the model does"
         )
+    if model.config.head_counts is not None:
+        raise ConversionError(
+            f"this model has pruned attention heads (model.head_counts = {model.config.head_counts}); the export "
+            "does not write Hugging Face's pruned_heads yet, so it cannot be converted; keep it in sesame's format"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out) as tmp:
         hf_cfg = fam.config_to_hf(model.config)
         hf_cfg["architectures"] = [fam.architecture(list(model.config.heads))]
+        if model.config.arch == "encoder-decoder" and tokenizer_dir is not None:
+            hf_cfg.update({k: v for k, v in seq2seq_special_ids(Path(tokenizer_dir)).items() if k in hf_cfg})
         (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2))
         save_file(state_to_hf(model, fam), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         if tokenizer_dir is not None:
             copy_tokenizer(Path(tokenizer_dir), tmp)
+    return out
+
+
+SPECIAL_NAMES = {"pad_token_id": ("<pad>", "[PAD]"), "bos_token_id": ("<s>", "[CLS]"),
+                 "eos_token_id": ("</s>", "[SEP]")}
+
+
+def seq2seq_special_ids(tokenizer_dir: Path) -> dict[str, int]:
+    """An exported encoder-decoder names its tokenizer's pad/bos/eos ids and starts decoding
+    where sesame does (bos, else pad as T5), so transformers' ``generate`` matches ours."""
+    path = tokenizer_dir / "tokenizer.json"
+    if not path.is_file():
+        return {}
+    added = {t["content"]: t["id"] for t in json.loads(path.read_text(encoding="utf-8")).get("added_tokens", [])}
+    out = {}
+    for key, candidates in SPECIAL_NAMES.items():
+        found = next((added[c] for c in candidates if c in added), None)
+        if found is not None:
+            out[key] = found
+    start = out.get("bos_token_id", out.get("pad_token_id"))
+    if start is not None:
+        out["decoder_start_token_id"] = start
     return out
 
 

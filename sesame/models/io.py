@@ -17,6 +17,7 @@ from sesame.config.model import ModelConfig
 from sesame.errors import CheckpointError, ConfigError
 from sesame.models.model import Model, build_model
 from sesame.models.quantize import is_converted
+from sesame.outputs import keep_foreign, writing
 
 WEIGHTS, CONFIG = "model.safetensors", "config.toml"
 
@@ -40,29 +41,49 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def atomic_dir(path: Path):
-    """Context manager: yields a temporary sibling directory, renamed onto ``path`` on success."""
+def atomic_dir(path: Path, need: int | None = None):
+    """Context manager: yields a temporary sibling directory, renamed onto ``path`` on success.
+    Files already in ``path`` that the writer did not write are carried over, never deleted; a
+    full disk or a refused permission becomes an OutputError and leaves no temporary behind."""
 
     class _Atomic:
         def __enter__(self):
             self.tmp = path.with_name(path.name + ".tmp")
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            self.tmp.mkdir(parents=True)
+            with writing(path, need):
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                self.tmp.mkdir(parents=True)
+            self.guard = writing(path, need, cleanup=self.tmp)
+            self.guard.__enter__()
             return self.tmp
 
         def __exit__(self, exc_type, exc, tb):
             if exc_type is not None:
                 shutil.rmtree(self.tmp, ignore_errors=True)
-                return False
-            old = path.with_name(path.name + ".old")
-            if path.exists():
+                return self.guard.__exit__(exc_type, exc, tb)
+            try:
+                for f in self.tmp.iterdir():
+                    if f.is_file():
+                        os.chmod(f, 0o666 & ~_umask())
+                old = path.with_name(path.name + ".old")
+                if path.exists():
+                    keep_foreign(path, self.tmp)
+                    shutil.rmtree(old, ignore_errors=True)
+                    os.replace(path, old)
+                os.replace(self.tmp, path)
                 shutil.rmtree(old, ignore_errors=True)
-                os.replace(path, old)
-            os.replace(self.tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-            return False
+            except BaseException as err:
+                if self.guard.__exit__(type(err), err, err.__traceback__):
+                    return False
+                raise
+            return self.guard.__exit__(None, None, None)
 
     return _Atomic()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def state_to_save(model: Model) -> dict[str, torch.Tensor]:
@@ -78,7 +99,8 @@ def save_model(model: Model, path: str | Path, extra: dict[str, str] | None = No
                               "(load it again without weights='int8')")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_dir(path) as tmp:
+    need = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    with atomic_dir(path, need) as tmp:
         save_file(state_to_save(model), str(tmp / WEIGHTS), metadata={"format": "pt", "library": "sesame"})
         (tmp / CONFIG).write_text(tomli_w.dumps({"model": model.config.to_dict()}))
         for name, text in (extra or {}).items():
@@ -119,6 +141,26 @@ def load_state(model: Model, state: dict[str, torch.Tensor], allow_missing: bool
     model.check_ties()
     report.loaded = len(usable)
     return report
+
+
+def check_vocab(config: ModelConfig, vocab_size: int, special_ids: dict[str, int], where: str,
+                pad: bool = True) -> None:
+    """A tokenizer of ``vocab_size`` tokens with ``special_ids`` must fit a model of ``config``:
+    every id inside the embedding table, the table no bigger than the vocabulary rounded up to a
+    multiple of 128 (the padding some checkpoints add), and (``pad``) the same padding id."""
+    rows = config.vocab_size
+    padded = -(-vocab_size // 128) * 128
+    bad = {r: i for r, i in special_ids.items() if not 0 <= i < rows}
+    if vocab_size > rows or bad or rows > max(padded, vocab_size):
+        raise CheckpointError(
+            f"{where}: the tokenizer has {vocab_size} tokens"
+            f"{f' (special ids {bad} outside the model)' if bad else ''} but the model's embedding has {rows} "
+            "rows; they were not made together. Use the tokenizer the model was trained with (its "
+            "tokenizer.json), or retrain the model with this tokenizer")
+    pad_id = special_ids.get("pad")
+    if pad and pad_id is not None and pad_id != config.pad_token_id:
+        raise CheckpointError(f"{where}: the tokenizer's padding id is {pad_id} but the model's pad_token_id is "
+                              f"{config.pad_token_id}; use the tokenizer the model was trained with")
 
 
 def read_config(path: str | Path) -> ModelConfig:

@@ -92,6 +92,8 @@ class Model(nn.Module):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         global_mask: torch.Tensor | None = None,
+        target_mapping: torch.Tensor | None = None,
+        query_layout: Layout | None = None,
     ) -> ModelOutput:
         """``select`` (bool (B, T)) limits token-level heads to those positions.
         ``output_attentions`` (encoders and decoders) returns each layer's
@@ -109,7 +111,7 @@ class Model(nn.Module):
             hidden = self.body.decode(decoder_input_ids, memory, attention_mask, decoder_attention_mask, cache)
         else:
             hidden = self.body(input_ids, attention_mask, token_type_ids, layout, cache, positions, states, maps,
-                               global_mask)
+                               global_mask, target_mapping, query_layout)
             if self.mix is not None:
                 hidden = self.mix(states)
         logits: dict[str, torch.Tensor] = {}
@@ -125,6 +127,12 @@ class Model(nn.Module):
 
     def new_cache(self) -> KVCache:
         return self.body.new_cache()
+
+    def new_memory(self, mem_len: int | None = None):
+        """Transformer-XL recurrence memory; pass it as ``cache`` segment after segment."""
+        if self.config.arch == "encoder-decoder":
+            raise ConfigError("recurrence memory is for encoders and decoders, not encoder-decoders")
+        return self.body.new_memory(mem_len)
 
     @torch.no_grad()
     def step(self, input_ids, cache: KVCache, attention_mask=None, memory=None, memory_mask=None,

@@ -78,5 +78,10 @@ def convert_weights(model: nn.Module, weights: str) -> nn.Module:
 
 
 def is_converted(model: nn.Module) -> bool:
-    """True when ``model`` holds int8 layers (it can no longer be saved or trained)."""
-    return any(isinstance(m, Int8Linear) for m in model.modules())
+    """True when ``model`` holds int8 layers (it can no longer be saved or trained): ours, or
+    torch.ao quantized / QAT-prepared modules (sesame.compress.quantize), whose scales and
+    packed weights safetensors would lose."""
+    return any(isinstance(m, Int8Linear) or type(m).__module__.startswith(("torch.ao.nn.quantized",
+                                                                              "torch.ao.nn.qat",
+                                                                              "torch.ao.nn.intrinsic"))
+               or type(m).__name__ == "QuantWrapper" for m in model.modules())

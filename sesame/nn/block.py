@@ -99,15 +99,23 @@ class Stack(nn.ModuleList):
 
     def __init__(self, config: ModelConfig, layers: int, cross: bool = False, needed=frozenset()):
         count = 1 if config.share_layers else layers
-        super().__init__(Block(config, cross, needed, layer=i) for i in range(count))
+        super().__init__(Block(config.layer_config(i) if config.head_counts else config, cross, needed, layer=i)
+                         for i in range(count))
         self.depth = layers
         self.shared = config.share_layers
         self.reversible = config.reversible
+        self.layerdrop = config.layerdrop
 
     def forward(self, x, ctx: Context, cache: KVCache | None = None, hidden_states: list | None = None):
         if self.reversible:
             return reversible_stack(self, x, ctx, cache, hidden_states)
+        # LayerDrop: in training each layer is skipped with probability model.layerdrop (one draw per forward)
+        drop = (torch.rand(self.depth) < self.layerdrop).tolist() if self.training and self.layerdrop else None
         for i in range(self.depth):
+            if drop is not None and drop[i]:
+                if hidden_states is not None:
+                    hidden_states.append(x)
+                continue
             block = self[0 if self.shared else i]
             x = block(x, ctx, cache.layers[i] if cache is not None else None)
             if hidden_states is not None:

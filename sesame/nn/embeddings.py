@@ -19,7 +19,8 @@ class Embeddings(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.project = nn.Linear(e, config.hidden) if e != config.hidden else None
 
-    def forward(self, input_ids, token_type_ids=None, position_vectors=None) -> torch.Tensor:
+    def forward(self, input_ids, token_type_ids=None, position_vectors=None, norm=None) -> torch.Tensor:
+        """``norm`` replaces the own norm (an encoder-decoder's decoder has its own, BART)."""
         x = self.tokens(input_ids)
         if position_vectors is not None:
             x = x + position_vectors.to(x.dtype)
@@ -27,8 +28,9 @@ class Embeddings(nn.Module):
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)
             x = x + self.types(token_type_ids)
-        if self.norm is not None:
-            x = self.norm(x)
+        norm = self.norm if norm is None else norm
+        if norm is not None:
+            x = norm(x)
         x = self.drop(x)
         if self.project is not None:
             x = self.project(x)

@@ -16,6 +16,8 @@ FEATURES = ("causal", "padding", "documents", "prefix", "explicit", "bias")
 FEATURES += ("global", "cross")
 # issue 11: "anticausal": each query sees itself and the keys after it (UniLM right-to-left)
 FEATURES += ("anticausal",)
+# issue 12: "order": XLNet's factorisation order (``Layout.order``, content / query stream)
+FEATURES += ("order",)
 
 
 @dataclasses.dataclass(eq=False)
@@ -26,7 +28,13 @@ class Layout:
     queries attend only within their document. ``prefix_len``: (B,) int, keys
     before it are visible to every query (UniLM seq2seq / prefix LM).
     ``mask``: explicit (B|1, H|1, Tq, Tk) bool. ``q_offset``: index of the first
-    query among the keys (decoding with a cache).
+    query among the keys (decoding with a cache, or a recurrence memory).
+    ``segments``: (B, Tk) int segment of each key (queries are the last Tq), read by
+    the ``xl`` kernel's relative segment term (XLNet); not a mask feature.
+    ``order``: (B, T) int rank of each of the last T keys in a factorisation order
+    (XLNet): the content stream sees keys ranked no later than the query, the query
+    stream (``query_stream``) only keys ranked strictly earlier; earlier keys (memory)
+    are visible to all.
     ``global_mask``: (B, T) bool, True at tokens with global attention (Longformer:
     they attend to every token and every token attends to them); read only by
     kernels that declare "global", never by ``dense``.
@@ -41,6 +49,9 @@ class Layout:
     q_offset: int = 0
     global_mask: torch.Tensor | None = None
     anticausal: bool = False
+    segments: torch.Tensor | None = None
+    order: torch.Tensor | None = None
+    query_stream: bool = False
 
     def features(self) -> set[str]:
         out = set()
@@ -58,6 +69,8 @@ class Layout:
             out.add("global")
         if self.anticausal:
             out.add("anticausal")
+        if self.order is not None:
+            out.add("order")
         return out
 
     def global_index(self, extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -120,4 +133,11 @@ class Layout:
         if self.mask is not None:
             em = self.mask.to(device=device, dtype=torch.bool)
             m = em if m is None else m & em
+        if self.order is not None:
+            r = self.order.to(device)
+            seen = (r[:, None, :] < r[:, :, None]) if self.query_stream else (r[:, None, :] <= r[:, :, None])
+            seen = seen[:, -tq:]
+            if tk > r.shape[1]:  # memory before the current positions: visible to every query
+                seen = torch.cat([seen.new_ones(r.shape[0], seen.shape[1], tk - r.shape[1]), seen], -1)
+            m = seen[:, None] if m is None else m & seen[:, None]
         return m

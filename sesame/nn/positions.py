@@ -2,9 +2,14 @@
 
 * ``input``: a vector added to the token embedding (learned, sinusoidal);
 * ``bias``: a bias on the attention scores (T5 buckets, ALiBi);
-* ``qk``: a transform of queries and keys (rotary).
+* ``qk``: a transform of queries and keys (rotary);
+* ``layer``: relative representations that read the queries/keys themselves and
+  are learned per layer (Shaw); each self-attention layer owns one instance and
+  asks it for a score bias (and, optionally, a value term).
 
 The body asks ``position.hook`` and calls ``embed``, ``bias`` or ``rotate``.
+Transformer-XL's four-term score is not a position hook but its own kernel
+(``nn/attention/xl.py``).
 """
 from __future__ import annotations
 
@@ -161,7 +166,59 @@ class ALiBi(Position):
         return -(self.slopes[:, None, None] * dist)[None]
 
 
+@register("position", "shaw")
+class Shaw(Position):
+    """Shaw et al. (2018) relative position representations: learned vectors
+    a[clip(i - j, -k, k)] of the head size, shared by the heads of one layer.
+    The score gains q_i . a_ij (and, with ``relative_key_query``, k_j . a_ij, HF's
+    ``relative_key_query``); with ``relative_values`` the output gains
+    sum_j p_ij a^V_ij. i - j is the query's index minus the key's (among all keys,
+    cached ones included); k = ``relative_max_distance``."""
+
+    hook = "layer"
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.clip = config.relative_max_distance
+        size = 2 * self.clip + 1
+        self.keys = nn.Embedding(size, config.dim_per_head)
+        self.values = nn.Embedding(size, config.dim_per_head) if config.relative_values else None
+        self.key_query = config.relative_key_query
+
+    def table(self, weight: torch.Tensor, tq: int, tk: int) -> torch.Tensor:
+        """(Tq, Tk, D): the vector for each (query, key) pair; queries are the last Tq keys."""
+        kpos = torch.arange(tk, device=weight.device)
+        rel = (kpos[tk - tq:, None] - kpos[None, :]).clamp(-self.clip, self.clip) + self.clip
+        return weight[rel]
+
+    def score(self, q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+        """The (B, H, Tq, Tk) bias, already scaled like q . k."""
+        a = self.table(self.keys.weight, q.shape[2], k.shape[2]).to(q.dtype)
+        out = torch.einsum("bhqd,qkd->bhqk", q, a)
+        if self.key_query:
+            if k.shape[1] != q.shape[1]:
+                k = k.repeat_interleave(q.shape[1] // k.shape[1], 1)
+            out = out + torch.einsum("bhkd,qkd->bhqk", k, a)
+        return out * scale
+
+    def value_term(self, probs: torch.Tensor) -> torch.Tensor:
+        """sum_j p_ij a^V_ij, (B, H, Tq, D)."""
+        a = self.table(self.values.weight, probs.shape[2], probs.shape[3]).to(probs.dtype)
+        return torch.einsum("bhqk,qkd->bhqd", probs, a)
+
+
 def build_position(config: ModelConfig) -> Position:
+    """The body's position module; a per-layer scheme (hook ``layer``) lives in each
+    attention layer instead (``layer_position``), so the body gets none."""
     from sesame.config.registry import get
 
-    return get("position", config.position)(config)
+    cls = get("position", config.position)
+    return NoPosition(config) if cls.hook == "layer" else cls(config)
+
+
+def layer_position(config: ModelConfig) -> Position | None:
+    """The per-layer position module of one attention layer, or None."""
+    from sesame.config.registry import get
+
+    cls = get("position", config.position)
+    return cls(config) if cls.hook == "layer" else None

@@ -35,11 +35,19 @@ class Vocab:
     special_ids: tuple[int, ...] = ()
     pad_id: int | None = None
     mask_id: int | None = None
+    start_id: int | None = None  # encoder-decoders: the decoder's first input (bos, else cls, else pad)
+    end_id: int | None = None  # ... and the token that ends a sequence (eos, else sep)
+    sentinel_ids: tuple[int, ...] = ()  # <extra_id_0>, <extra_id_1>, ... (T5 span corruption)
 
     @classmethod
     def from_tokenizer(cls, tok) -> "Vocab":
         specials = tuple(sorted(i for i in tok.convert_tokens_to_ids(tok.special_tokens) if i is not None))
-        return cls(tok.vocab_size, specials, tok.pad_id, tok.mask_id)
+        start = next((i for i in (tok.bos_id, tok.cls_id, tok.pad_id) if i is not None), None)
+        end = tok.eos_id if tok.eos_id is not None else tok.sep_id
+        sentinels = []
+        while (i := tok.token_to_id(f"<extra_id_{len(sentinels)}>")) is not None:
+            sentinels.append(i)
+        return cls(tok.vocab_size, specials, tok.pad_id, tok.mask_id, start, end, tuple(sentinels))
 
     def check_model(self, vocab_size: int) -> None:
         if vocab_size < self.size:

@@ -316,10 +316,26 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str | Sequence[str]], t
     refs = [[r] if isinstance(r, str) else list(r) for r in references]
     width = max((len(r) for r in refs), default=1)
     streams = [[r[k] if k < len(r) else None for r in refs] for k in range(width)]
-    score = sacrebleu.corpus_bleu(list(hypotheses), streams, tokenize=tokenize)
+    metric = sacrebleu.metrics.BLEU(tokenize=tokenize)
+    score = metric.corpus_score(list(hypotheses), streams)
     return {"bleu": score.score / 100, "precisions": [p / 100 for p in score.precisions],
             "brevity_penalty": score.bp, "hyp_len": score.sys_len, "ref_len": score.ref_len,
-            "signature": f"tok:{tokenize}|sacrebleu"}
+            "signature": str(metric.get_signature())}
+
+
+def chrf(hypotheses: Sequence[str], references: Sequence[str | Sequence[str]]) -> dict:
+    """Corpus chrF (character 6-grams, beta 2) by ``sacrebleu``, as a fraction, with its signature."""
+    try:
+        import sacrebleu
+    except ImportError:
+        raise ConfigError("chrF needs the optional package sacrebleu: pip install sacrebleu") from None
+    _same_length(hypotheses, references)
+    refs = [[r] if isinstance(r, str) else list(r) for r in references]
+    width = max((len(r) for r in refs), default=1)
+    streams = [[r[k] if k < len(r) else None for r in refs] for k in range(width)]
+    metric = sacrebleu.metrics.CHRF()
+    return {"chrf": metric.corpus_score(list(hypotheses), streams).score / 100,
+            "signature": str(metric.get_signature())}
 
 
 class _CharTokens:

@@ -5,10 +5,11 @@ Source: ``source ids + [end]``. Teacher forcing: the decoder reads
 ``[start] + target ids`` and predicts ``target ids + [end]`` (labels are the
 decoder inputs shifted left by one); the loss is the cross-entropy summed over
 target tokens and ``count`` is the number of target tokens. ``start`` is the
-tokenizer's ``bos`` (else ``[CLS]``), ``end`` its ``eos`` (else ``[SEP]``).
+tokenizer's ``bos`` (else ``[CLS]``, else ``<pad>`` as T5), ``end`` its ``eos`` (else ``[SEP]``).
 Evaluation decodes with ``sesame.generate.generate`` (greedy, or beam search with
 ``num_beams > 1``) and scores corpus BLEU (``sacrebleu``; the ``zh`` tokenizer for
-Chinese targets) and ROUGE (``rouge-score``; characters for Chinese).
+Chinese targets), chrF (``sacrebleu``), each with its sacrebleu signature, and ROUGE
+(``rouge-score``; characters for Chinese).
 
 Raw batch: ``{"examples": [PairExample]}`` or ``{"features": [...]}``. Transformed:
 ``input_ids``, ``attention_mask`` (B, S), ``decoder_input_ids``,
@@ -41,7 +42,7 @@ class Seq2SeqOptions(TaskOptions):
     max_length: int = 128  # source tokens, end token included
     max_target_length: int = 64  # target tokens, end token included; also the decoding limit
     target_language: str = "en"  # "zh": BLEU over characters (sacrebleu zh), ROUGE over characters
-    metrics: list[str] = dataclasses.field(default_factory=lambda: ["bleu"])  # bleu, rouge
+    metrics: list[str] = dataclasses.field(default_factory=lambda: ["bleu", "chrf"])  # bleu, chrf, rouge
     num_beams: int = 1  # 1: greedy decoding
     length_penalty: float = 1.0
 
@@ -52,7 +53,7 @@ class Seq2SeqOptions(TaskOptions):
         if self.num_beams < 1:
             raise ConfigError("task option num_beams must be at least 1")
         for name in self.metrics:
-            choice("task.options.metrics[]", name, ("bleu", "rouge"))
+            choice("task.options.metrics[]", name, ("bleu", "chrf", "rouge"))
 
 
 class Seq2SeqModule(TaskModule):
@@ -87,7 +88,8 @@ class Seq2Seq(FinetuneTask):
     def __init__(self, tokenizer, labels=None, options: dict | None = None):
         super().__init__(tokenizer, labels, options)
         tok = tokenizer
-        self.start_id = tok.bos_id if tok.bos_id is not None else tok.cls_id
+        # T5's tokenizer has neither <s> nor [CLS]: its decoder starts from <pad>
+        self.start_id = next((i for i in (tok.bos_id, tok.cls_id, tok.pad_id) if i is not None), None)
         self.end_id = tok.eos_id if tok.eos_id is not None else tok.sep_id
         if self.start_id is None or self.end_id is None:
             raise ConfigError("seq2seq needs a tokenizer with <s>/</s> (or [CLS]/[SEP]) to start and end targets")
@@ -154,6 +156,10 @@ class Seq2Seq(FinetuneTask):
             b = metrics.bleu(hyps, refs, tokenize="zh" if zh else "13a")
             scores["bleu"] = b["bleu"]
             extra["bleu"] = {k: v for k, v in b.items() if k != "bleu"}
+        if "chrf" in self.opts.metrics:
+            c = metrics.chrf(hyps, refs)
+            scores["chrf"] = c["chrf"]
+            extra["chrf"] = {"signature": c["signature"]}
         if "rouge" in self.opts.metrics:
             scores.update(metrics.rouge(hyps, refs, language="zh" if zh else "en"))
         result = {

@@ -162,13 +162,19 @@ def from_sentencepiece(path: str | Path) -> Tokenizer:
         raise TokenizerError(f"{path}: sentencepiece model type {model.model_type} (word/char) is not supported")
     pieces = model.pieces
     unk_id = next((i for i, p in enumerate(pieces) if p[2] == spm.UNKNOWN), None)
-    if model.model_type == spm.UNIGRAM:
-        core = models.Unigram([(p, s) for p, s, _ in pieces], unk_id=unk_id, byte_fallback=model.byte_fallback)
-    else:
-        vocab = {p: i for i, (p, _, _) in enumerate(pieces)}
-        core = models.BPE(vocab=vocab, merges=_bpe_merges(vocab), unk_token=pieces[unk_id][0] if unk_id is not None
-                          else None, byte_fallback=model.byte_fallback, fuse_unk=True)
-    backend = Backend(core)
+    if unk_id is None and not model.byte_fallback:
+        raise TokenizerError(f"{path}: the sentencepiece model has no unknown piece (<unk>), so it cannot encode "
+                             "unseen text; it is corrupt or not a trained model")
+    try:
+        if model.model_type == spm.UNIGRAM:
+            core = models.Unigram([(p, s) for p, s, _ in pieces], unk_id=unk_id, byte_fallback=model.byte_fallback)
+        else:
+            vocab = {p: i for i, (p, _, _) in enumerate(pieces)}
+            core = models.BPE(vocab=vocab, merges=_bpe_merges(vocab), unk_token=pieces[unk_id][0]
+                              if unk_id is not None else None, byte_fallback=model.byte_fallback, fuse_unk=True)
+        backend = Backend(core)
+    except Exception as err:  # tokenizers raises plain Exceptions on inconsistent models
+        raise TokenizerError(f"{path}: not a usable sentencepiece model ({err})") from None
     norm = []
     if model.precompiled_charsmap:
         norm.append(normalizers.Precompiled(model.precompiled_charsmap))

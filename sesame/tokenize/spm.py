@@ -60,6 +60,21 @@ def _fields(buf: bytes):
         yield num, wire, val
 
 
+def _str(v) -> str:
+    if not isinstance(v, bytes):
+        raise TokenizerError("not a sentencepiece model: a text field has the wrong wire type")
+    try:
+        return v.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TokenizerError("not a sentencepiece model: a piece is not valid UTF-8") from None
+
+
+def _int(v) -> int:
+    if not isinstance(v, int):
+        raise TokenizerError("not a sentencepiece model: a number field has the wrong wire type")
+    return v
+
+
 def read_spm(data: bytes) -> SpmModel:
     model = SpmModel(pieces=[])
     for num, wire, val in _fields(data):
@@ -67,16 +82,16 @@ def read_spm(data: bytes) -> SpmModel:
             piece, score, kind = "", 0.0, NORMAL
             for n, w, v in _fields(val):
                 if n == 1:
-                    piece = v.decode("utf-8")
+                    piece = _str(v)
                 elif n == 2 and w == 5:
                     score = struct.unpack("<f", v)[0]
                 elif n == 3:
-                    kind = v
+                    kind = _int(v)
             model.pieces.append((piece, score, kind))
         elif num == 2 and wire == 2:
             for n, _, v in _fields(val):
                 if n == 3:
-                    model.model_type = v
+                    model.model_type = _int(v)
                 elif n == 35:
                     model.byte_fallback = bool(v)
                 elif n == 22:
@@ -86,8 +101,8 @@ def read_spm(data: bytes) -> SpmModel:
         elif num == 3 and wire == 2:
             for n, _, v in _fields(val):
                 if n == 1:
-                    model.normalizer_name = v.decode("utf-8")
-                elif n == 2:
+                    model.normalizer_name = _str(v)
+                elif n == 2 and isinstance(v, bytes):
                     model.precompiled_charsmap = bytes(v)
                 elif n == 3:
                     model.add_dummy_prefix = bool(v)

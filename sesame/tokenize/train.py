@@ -1,9 +1,12 @@
-"""Train WordPiece, byte-level BPE, Unigram, character and letter-trigram vocabularies
-with ``tokenizers`` as the engine."""
+"""Train WordPiece, byte-level BPE, Unigram, character and letter-trigram vocabularies.
+``tokenizers`` trains BPE (reproducible) and Unigram (its ties fall in hash order, so two runs
+may differ: said when it trains); WordPiece, character and trigram vocabularies are learned by
+our own deterministic code and served by ``tokenizers``."""
 from __future__ import annotations
 
 import glob
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -16,6 +19,7 @@ from sesame.errors import TokenizerError
 from sesame.tokenize import hashing
 from sesame.tokenize.chars import CJK_CLASS, is_cjk
 from sesame.tokenize.tokenizer import ROLE_TOKENS, Tokenizer, template_processor
+from sesame.tokenize.wordpiece import count_words, learn_vocab
 
 
 def expand_files(patterns: str | Path | Sequence[str | Path], suffixes: Sequence[str] = (".txt",)) -> list[Path]:
@@ -120,7 +124,7 @@ def train_tokenizer(files: str | Path | Sequence[str | Path] | None = None,
         )
     normalizer = build_normalizer(cfg)
     pre = build_pre_tokenizer(cfg)
-    if cfg.kind in ("char", "trigram"):
+    if cfg.kind in ("char", "trigram", "wordpiece"):
         backend = _train_counted(cfg, texts, normalizer, pre, unk)
     else:
         backend = _train_subword(cfg, texts, normalizer, pre, unk, show_progress)
@@ -146,6 +150,8 @@ def _train_subword(cfg, texts, normalizer, pre, unk, show_progress) -> Backend:
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=show_progress)
         decoder = decoders.ByteLevel()
     else:
+        print("note: unigram vocabularies are trained by tokenizers, whose ties fall in hash order: two runs on "
+              "the same text may differ (wordpiece, bpe, char and trigram are reproducible)", file=sys.stderr)
         backend = Backend(models.Unigram())
         trainer = trainers.UnigramTrainer(
             vocab_size=cfg.vocab_size, special_tokens=cfg.specials, unk_token=unk,
@@ -173,14 +179,21 @@ def _words(texts, normalizer, pre) -> Iterator[str]:
 
 
 def _train_counted(cfg, texts, normalizer, pre, unk) -> Backend:
-    """Character and letter-trigram vocabularies: count, keep the most frequent."""
+    """Vocabularies counted in Python, reproducible byte for byte: WordPiece (see
+    tokenize.wordpiece), characters and letter trigrams (count, keep the most frequent)."""
     vocab = {tok: i for i, tok in enumerate(cfg.specials)}
 
     def add(token: str) -> None:
         if token not in vocab and len(vocab) < cfg.vocab_size:
             vocab[token] = len(vocab)
 
-    if cfg.kind == "char":
+    if cfg.kind == "wordpiece":  # our own trainer: tokenizers' breaks ties in hash order (not reproducible)
+        words = count_words(_words(texts, normalizer, pre))
+        vocab = learn_vocab(words, cfg.vocab_size, list(cfg.specials), cfg.min_frequency, cfg.alphabet_limit)
+        model = models.WordPiece(vocab=vocab, unk_token=unk, continuing_subword_prefix="##",
+                                 max_input_chars_per_word=100)
+        decoder = decoders.WordPiece(prefix="##")
+    elif cfg.kind == "char":
         merged: Counter = Counter()
         for word in _words(texts, normalizer, pre):
             merged.update(word)

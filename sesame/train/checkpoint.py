@@ -22,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sesame.errors import CheckpointError
+from sesame.outputs import writing
 
 MODEL, OPTIMIZER, STATE = "model.safetensors", "optimizer.safetensors", "state.json"
 FORMAT = 1
@@ -74,11 +75,14 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, meta: dict[str, 
     save_file(tensors, str(path), metadata={"format": "pt", "library": "sesame", **meta})
 
 
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path} is truncated or corrupt ({err})") from None
+
+
+_load_tensors = load_tensors
 
 
 def model_state(module: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -169,24 +173,31 @@ def set_rng_state(state: dict) -> None:
 def save_checkpoint(root: Path, step: int, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     state: dict, keep: int = 0) -> Path:
     """Write ``root/step-NNNNNN`` atomically; ``state`` (JSON-able) goes into state.json with the
-    optimizer's non-tensor state and the file hashes. Then keep only the newest ``keep``."""
+    optimizer's non-tensor state and the file hashes. Then keep the newest ``keep`` complete
+    checkpoints (see ``prune``). A full disk is an OutputError naming the space needed, and
+    leaves no ``.tmp`` behind."""
     root = Path(root)
     final = step_dir(root, step)
     tmp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     tensors, aliases = model_state(module)
-    _save_tensors(tensors, tmp / MODEL, {"aliases": json.dumps(aliases)})
     opt_tensors, opt_plain = optimizer_state(optimizer)
-    _save_tensors(opt_tensors, tmp / OPTIMIZER, {})
-    files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": _hash(tmp / name)}
-             for name in (MODEL, OPTIMIZER)}
-    record = {"format": FORMAT, "step": step, **state, "optimizer": opt_plain, "aliases": aliases,
-              "files": files, "complete": True}
-    _write_json(tmp / STATE, record)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    need = sum(t.numel() * t.element_size() for t in (*tensors.values(), *opt_tensors.values()))
+    with writing(final, need, cleanup=tmp):
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        _save_tensors(tensors, tmp / MODEL, {"aliases": json.dumps(aliases)})
+        _save_tensors(opt_tensors, tmp / OPTIMIZER, {})
+        files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": _hash(tmp / name)}
+                 for name in (MODEL, OPTIMIZER)}
+        record = {"format": FORMAT, "step": step, **state, "optimizer": opt_plain, "aliases": aliases,
+                  "files": files, "complete": True}
+        _write_json(tmp / STATE, record)
+        mode = 0o666 & ~_umask()
+        for f in tmp.iterdir():
+            os.chmod(f, mode)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
     try:
         fd = os.open(root, os.O_RDONLY)
         os.fsync(fd)
@@ -194,9 +205,31 @@ def save_checkpoint(root: Path, step: int, module: torch.nn.Module, optimizer: t
     except OSError:
         pass
     if keep > 0:
-        for old in [p for _, p in list_checkpoints(root)][:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        prune(root, keep, final)
     return final
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def prune(root: Path, keep: int, newest: Path | None = None) -> list[Path]:
+    """Delete complete checkpoints beyond the newest ``keep`` complete ones. Only checkpoints
+    that pass ``read_state`` (sizes checked) count, the one just written (``newest``) is never
+    deleted, and incomplete or corrupt ones are left for the user to inspect. Returns the deleted."""
+    good = []
+    for _, path in reversed(list_checkpoints(root)):
+        try:
+            read_state(path, verify=False)
+        except CheckpointError:
+            continue
+        good.append(path)
+    removed = [p for p in good[keep:] if newest is None or p != newest]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
 
 
 def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
@@ -218,9 +251,15 @@ def read_state(path: Path, verify: bool = True) -> dict:
         state = json.loads(state_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"checkpoint {path.name}: {STATE} is corrupt ({err})") from None
-    if not state.get("complete") or state.get("format") != FORMAT:
+    if not isinstance(state, dict) or not state.get("complete") or state.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path.name} is not marked complete (or has an unknown format)")
-    for name, info in state.get("files", {}).items():
+    files = state.get("files")
+    if (not isinstance(files, dict) or set(files) != {MODEL, OPTIMIZER} or not isinstance(state.get("step"), int)
+            or any(not isinstance(i, dict) or not isinstance(i.get("bytes"), int)
+                   or not isinstance(i.get("sha256"), str) for i in files.values())):
+        raise CheckpointError(f"checkpoint {path.name}: {STATE} is corrupt (its step or file records are "
+                              "missing or malformed)")
+    for name, info in files.items():
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"checkpoint {path.name} is incomplete: {name} is missing")
@@ -256,44 +295,7 @@ def load_checkpoint(path: Path, module: torch.nn.Module, optimizer: torch.optim.
     """Load weights (and optimizer state) from a checkpoint directory; returns its state.json."""
     path = Path(path)
     state = state if state is not None else read_state(path)
-    load_model_state(module, _load_tensors(path / MODEL), state.get("aliases", {}))
+    load_model_state(module, load_tensors(path / MODEL), state.get("aliases", {}))
     if optimizer is not None:
-        load_optimizer_state(optimizer, _load_tensors(path / OPTIMIZER), state["optimizer"])
+        load_optimizer_state(optimizer, load_tensors(path / OPTIMIZER), state["optimizer"])
     return state
-
-
-def run_tokenizer(run: Path, run_config: dict) -> Path:
-    """Where a run's tokenizer lives: its own copy, its model's, or the config's tokenizer.path."""
-    for d in (run, run / "model"):
-        if (d / "tokenizer.json").is_file():
-            return d
-    path = run_config.get("tokenizer", {}).get("path")
-    return Path(path) if path else run
-
-
-def checkpoint_model(path: Path):
-    """(model, tokenizer location) for a training checkpoint (``runs/NAME/checkpoints/step-N``):
-    the run's ``[model]`` config with the checkpoint's weights, the objective's or task's
-    wrapper (``model.`` prefix) removed. Fine-tune or evaluate an intermediate step like a
-    model directory."""
-    import tomllib
-
-    from sesame.config.model import ModelConfig
-    from sesame.models.io import load_state
-    from sesame.models.model import build_model
-
-    path = Path(path)
-    state = read_state(path)
-    run = path.parent.parent
-    if not (run / "config.toml").is_file():
-        raise CheckpointError(f"checkpoint {path} has no run config at {run / 'config.toml'}: give the run's "
-                              "own checkpoints/step-N directory")
-    run_config = tomllib.loads((run / "config.toml").read_text())
-    config = ModelConfig.from_dict(run_config["model"], "model")
-    tensors = _load_tensors(path / MODEL)
-    for key, src in state.get("aliases", {}).items():
-        tensors[key] = tensors[src]
-    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    model = build_model(config)
-    load_state(model, weights, strict=False)
-    return model, run_tokenizer(run, run_config)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
-from sesame.errors import ConfigError
+from sesame.errors import ConfigError, DataError
+from sesame.outputs import writing
 
 METRICS = "metrics.jsonl"
 
@@ -15,19 +17,31 @@ def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 700 else float("inf")
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """The records of a metrics.jsonl (a run directory or the file); a torn last line is ignored."""
+def read_metrics(path: str | Path, strict: bool = False) -> list[dict]:
+    """The records of a metrics.jsonl (a run directory or the file). A torn last line (no
+    newline: the run was killed mid-write) is ignored; any other line that is not a JSON object
+    is ignored too, unless ``strict``, where it is a DataError naming the line."""
     path = Path(path)
     if path.is_dir():
         path = path / METRICS
     records = []
     if not path.is_file():
         return records
-    for line in path.read_text(encoding="utf-8").splitlines():
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    lines.pop()  # after the last newline: empty, or a torn write of a killed run
+    for n, line in enumerate(lines, 1):
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = json.loads(line.decode("utf-8"))
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as err:
+            if strict:
+                shown = line[:80].decode("utf-8", "replace")
+                raise DataError(f"{path} line {n} is corrupt ({err}): {shown!r}; two runs may have written "
+                                "it at once. Remove or repair that line") from None
             continue
+        records.append(record)
     return records
 
 
@@ -55,15 +69,21 @@ class MetricsLog:
         if keep_until is not None:
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= keep_until]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "w", encoding="utf-8")
-        for r in kept:
-            self.file.write(json.dumps(r) + "\n")
-        self.file.flush()
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with writing(self.path, cleanup=tmp):
+            with open(tmp, "w", encoding="utf-8") as f:  # rewritten whole, then renamed: atomic
+                for r in kept:
+                    f.write(json.dumps(r) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        self.file = open(self.path, "a", encoding="utf-8")
 
     def write(self, record: dict, prefix: str = "train") -> None:
         if self.file is not None:
-            self.file.write(json.dumps(record) + "\n")
-            self.file.flush()
+            with writing(self.path):
+                self.file.write(json.dumps(record) + "\n")
+                self.file.flush()
         if self.writer is not None and "step" in record:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -39,7 +39,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     """Write loss.png, perplexity.png and one PNG per accuracy-like metric into run_dir/plots/;
     returns the files written."""
     run_dir = Path(run_dir)
-    records = read_metrics(run_dir)
+    records = read_metrics(run_dir, strict=True)
     if not records:
         raise DataError(f"{run_dir / METRICS} is missing or empty; plot a run directory that has trained")
     train = [r for r in records if "event" not in r]

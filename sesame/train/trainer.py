@@ -8,6 +8,7 @@ parallelism give exactly the full-batch gradient. Then clip, check for NaN/Inf,
 step the optimizer, log, evaluate and checkpoint as configured."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -23,12 +24,15 @@ import torch
 
 from sesame.config.train import TrainConfig
 from sesame.errors import CheckpointError, ConfigError, SesameError
+from sesame.outputs import writing
 from sesame.task import Task
 from sesame.train import checkpoint as ckpt
 from sesame.train import distributed
 from sesame.train.metrics import MetricsLog, Progress, perplexity
 from sesame.train.nan import NonFiniteError, diagnose
+from sesame.train.lock import RunLock
 from sesame.train.optim import Schedule, build_optimizer
+from sesame.train.resume import check_resume, history_comment
 from sesame.train.source import EVAL, BatchSource, part_index, transform_rng
 
 
@@ -117,6 +121,7 @@ class Trainer:
         self.evals: list[dict] = []
         self._window = self._new_window()
         self.log: MetricsLog | None = None
+        self.config_history: list[dict] = []  # accepted config changes on resume, with their steps
 
     @classmethod
     def from_run_config(cls, task: Task, run, source: BatchSource, run_dir: str | Path,
@@ -268,7 +273,8 @@ class Trainer:
         if self.dist.main:
             state = {"world": self.dist.world, "data": self.source.state_dict(),
                      "schedule": self.schedule.state_dict(), "rng": [json.loads(r) for r in rngs],
-                     "trainer": self._trainer_state(), "metrics": {"evals": self.evals}}
+                     "trainer": self._trainer_state(), "metrics": {"evals": self.evals},
+                     "config": self.config_dict(), "config_history": self.config_history}
             ckpt.save_checkpoint(self.ckpt_dir, self.step, self.module, self.optimizer, state, self.cfg.keep)
             if self.on_save:
                 self.on_save(path)
@@ -277,7 +283,10 @@ class Trainer:
 
     def restore(self, path: Path, state: dict | None = None) -> dict:
         """Load a checkpoint: weights, optimizer, data position, RNG states, counters."""
+        settings = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         state = ckpt.load_checkpoint(path, self.module, self.optimizer, state)
+        for group, ours in zip(self.optimizer.param_groups, settings):
+            group.update(ours)  # this run's settings (the same unless changed with allow_config_change)
         self.source.load_state_dict(state["data"])
         rngs = state.get("rng", [])
         if self.dist.rank < len(rngs):
@@ -291,6 +300,7 @@ class Trainer:
             "bad_evals", 0)
         self._window = t.get("window") or self._new_window()
         self.evals = state.get("metrics", {}).get("evals", [])
+        self.config_history = list(state.get("config_history", []))
         return state
 
     # ---- output ------------------------------------------------------------
@@ -302,16 +312,39 @@ class Trainer:
         if self.dist.main:
             print(text, file=sys.stderr)
 
-    def _write_config(self) -> None:
-        import tomli_w
-
+    def config_dict(self) -> dict:
+        """The run's resolved config as plain data (what config.toml holds)."""
         cfg = self.config
         if cfg is None:
             cfg = {"train": self.cfg.to_dict()}
             if hasattr(self.model_config, "to_dict"):
                 cfg["model"] = self.model_config.to_dict()
-        data = cfg.to_dict() if hasattr(cfg, "to_dict") else cfg
-        (self.run_dir / "config.toml").write_text(tomli_w.dumps(data), encoding="utf-8")
+        return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+
+    def _write_config(self) -> None:
+        import tomli_w
+
+        path = self.run_dir / "config.toml"
+        tmp = path.with_name(path.name + ".tmp")
+        with writing(path, cleanup=tmp):
+            tmp.write_text(history_comment(self.config_history) + tomli_w.dumps(self.config_dict()),
+                           encoding="utf-8")
+            os.replace(tmp, path)
+
+    def _guard_resume(self, state: dict, allow: bool) -> dict:
+        """Compare this run's config with the checkpoint's (see train.resume); the accepted changes."""
+        import tomllib
+
+        old = state.get("config")
+        if old is None and (self.run_dir / "config.toml").is_file():
+            old = tomllib.loads((self.run_dir / "config.toml").read_text(encoding="utf-8"))
+        if old is None:
+            return {}
+        changes = check_resume(old, self.config_dict(), state["step"], allow, str(self.run_dir))
+        if changes:
+            self._say("config changed on resume from step {}: {}".format(
+                state["step"], ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items())))
+        return changes
 
     def _log_window(self, step_result: StepResult, lr: float, since: float) -> dict:
         w = self._window
@@ -326,10 +359,18 @@ class Trainer:
         return record
 
     # ---- the loop --------------------------------------------------------
-    def fit(self, resume: bool = False) -> dict:
+    def fit(self, resume: bool = False, allow_config_change: bool = False) -> dict:
         """Train to ``train.steps``. ``resume``: continue from the newest complete checkpoint in
-        ``run_dir/checkpoints`` (incomplete or corrupt ones are named and skipped). Returns a
-        summary: steps, start_step, loss, tokens_per_s, eval, checkpoint, skipped_steps, ..."""
+        ``run_dir/checkpoints`` (incomplete or corrupt ones are named and skipped; when every one
+        is bad that is an error, not a fresh start). The resumed config must match the
+        checkpoint's (``allow_config_change`` admits optimisation/schedule changes, recorded).
+        The run directory is locked while it runs (rank 0). Returns a summary: steps,
+        start_step, loss, tokens_per_s, eval, checkpoint, skipped_steps, ..."""
+        lock = RunLock(self.run_dir, self._say) if self.dist.main else contextlib.nullcontext()
+        with lock:
+            return self._fit(resume, allow_config_change)
+
+    def _fit(self, resume: bool, allow_config_change: bool) -> dict:
         cfg, d = self.cfg, self.dist
         skipped: list[str] = []
         path = None
@@ -337,8 +378,15 @@ class Trainer:
             path, state, skipped = ckpt.find_resumable(self.ckpt_dir)
             for line in skipped:
                 self._say(f"skipping checkpoint {line}")
+            if path is None and ckpt.list_checkpoints(self.ckpt_dir):
+                raise CheckpointError(
+                    f"none of the checkpoints in {self.ckpt_dir} can be resumed ({'; '.join(skipped)}); nothing "
+                    "was trained. Restore them, or move them away to start this run again from step 0")
             if path is not None:
+                changes = self._guard_resume(state, allow_config_change)
                 self.restore(path, state)
+                if changes:
+                    self.config_history.append({"step": state["step"], "changes": changes})
                 self._say(f"resuming from {path} at step {self.step}")
         elif ckpt.list_checkpoints(self.ckpt_dir):
             raise CheckpointError(

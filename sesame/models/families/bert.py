@@ -17,10 +17,18 @@ def activation_from_hf(name: str) -> str:
     return ACT_FROM_HF[name]
 
 
-def encoder_config(hf: dict, family: str, **extra) -> ModelConfig:
-    """The fields BERT-like HF configs share."""
-    if hf.get("position_embedding_type", "absolute") != "absolute":
-        raise ConversionError(f"position_embedding_type {hf['position_embedding_type']!r} is not supported")
+RELATIVE = ("relative_key", "relative_key_query")  # Shaw positions (transformers < 5)
+
+
+def encoder_config(hf: dict, family: str, relative_ok: bool = False, **extra) -> ModelConfig:
+    """The fields BERT-like HF configs share; ``relative_ok``: the family maps HF's
+    Shaw-style ``relative_key`` / ``relative_key_query`` position types."""
+    kind = hf.get("position_embedding_type", "absolute")
+    if kind != "absolute" and not (relative_ok and kind in RELATIVE):
+        raise ConversionError(f"position_embedding_type {kind!r} is not supported for {family}")
+    if kind in RELATIVE:  # HF: a table of 2 * max_position_embeddings - 1 distances per layer
+        extra = dict(position="shaw", relative_max_distance=hf["max_position_embeddings"] - 1,
+                     relative_key_query=kind == "relative_key_query", **extra)
     fields = dict(
         family=family, arch="encoder", vocab_size=hf["vocab_size"], hidden=hf["hidden_size"],
         layers=hf["num_hidden_layers"], num_heads=hf["num_attention_heads"],
@@ -42,15 +50,29 @@ def encoder_config_to_hf(c: ModelConfig, model_type: str) -> dict:
         "type_vocab_size": c.type_vocab_size, "layer_norm_eps": c.norm_eps,
         "hidden_act": ACT_TO_HF[c.activation], "hidden_dropout_prob": c.dropout,
         "attention_probs_dropout_prob": c.attention_dropout, "pad_token_id": c.pad_token_id,
-        "initializer_range": c.init_std, "position_embedding_type": "absolute",
+        "initializer_range": c.init_std, "position_embedding_type": position_type_to_hf(c),
         "tie_word_embeddings": c.tie_embeddings, "num_labels": c.num_labels,
     }
+
+
+def position_type_to_hf(c: ModelConfig) -> str:
+    if c.position == "learned":
+        return "absolute"
+    if c.position != "shaw" or c.relative_values or c.relative_max_distance != c.max_positions - 1:
+        raise ConversionError(
+            f"a BERT export needs learned positions or HF's Shaw variant (position = 'shaw', keys only, "
+            f"relative_max_distance = max_positions - 1 = {c.max_positions - 1}); got position = "
+            f"{c.position!r}, relative_values = {c.relative_values}, relative_max_distance = "
+            f"{c.relative_max_distance}"
+        )
+    return "relative_key_query" if c.relative_key_query else "relative_key"
 
 
 def bert_layer_rules(c: ModelConfig, i, ours: str, theirs: str) -> list:
     """One BERT-style encoder layer (shared by BERT, RoBERTa, ELECTRA)."""
     h = c.num_heads * c.dim_per_head
-    return [
+    shaw = [rule(f"{ours}.attn.relative.keys.weight", f"{theirs}.attention.self.distance_embedding.weight")]
+    return (shaw if c.position == "shaw" else []) + [
         *fused(f"{ours}.attn.qkv", [f"{theirs}.attention.self.{n}" for n in ("query", "key", "value")], (h, h, h)),
         *linear(f"{ours}.attn.out", f"{theirs}.attention.output.dense"),
         *linear(f"{ours}.attn_norm", f"{theirs}.attention.output.LayerNorm"),
@@ -63,9 +85,10 @@ def bert_layer_rules(c: ModelConfig, i, ours: str, theirs: str) -> list:
 def bert_embedding_rules(c: ModelConfig) -> list:
     out = [
         rule("body.embed.tokens.weight", "embeddings.word_embeddings.weight"),
-        rule("body.position.table.weight", "embeddings.position_embeddings.weight"),
         *linear("body.embed.norm", "embeddings.LayerNorm"),
     ]
+    if c.position == "learned":  # HF keeps (and ignores) the absolute table under relative types
+        out.insert(1, rule("body.position.table.weight", "embeddings.position_embeddings.weight"))
     if c.type_vocab_size:
         out.append(rule("body.embed.types.weight", "embeddings.token_type_embeddings.weight"))
     return out
@@ -105,9 +128,11 @@ FAMILY = register("family", "bert")(Family(
     name="bert",
     model_types=("bert",),
     prefix="bert.",
-    config_from_hf=lambda hf: encoder_config(hf, "bert"),
+    config_from_hf=lambda hf: encoder_config(hf, "bert", relative_ok=True),
     config_to_hf=lambda c: encoder_config_to_hf(c, "bert"),
     body_rules=body_rules,
     head_rules=head_rules,
     architecture=architecture,
+    ignore=(r".*position_ids$", r".*\.masked_bias$", r".*\.attn\.bias$",
+            r"(bert\.)?embeddings\.position_embeddings\.weight$"),  # reached only when no rule used it
 ))

@@ -1,0 +1,135 @@
+"""XLNet's permutation language modelling (objective ``plm``).
+
+Per sequence, ``transform`` samples a factorisation order over the real tokens and
+chooses the targets:
+
+* ``sampling = "random"``: a uniform random permutation; the targets are the last
+  ceil(n / K) positions of the order (partial prediction, ``k``, default 6);
+* ``sampling = "span"``: spans as in the paper and HF's collator: walk the sequence in
+  contexts of int(L / plm_probability) tokens, L ~ U{1..max_span_length}, and mark
+  one span of L tokens in each. Non-targets come first in the order (rank 0, all
+  visible to each other); the spans follow in a random order, the tokens of a span
+  sharing a rank (predicted together).
+
+The batch carries the order (``order``: each position's rank), the ``target_mapping``
+(B, M, T) and ``labels`` (B, M). The module builds the content- and query-stream
+layouts from the order (``nn/attention/two_stream.order_layouts``: content sees ranks
+<= its own, query strictly earlier) and scores the query stream's predictions."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import torch.nn.functional as F
+from torch import nn
+
+from sesame.config.base import Section, choice
+from sesame.config.registry import register
+from sesame.errors import ConfigError
+from sesame.models import build_model
+from sesame.nn.attention.two_stream import order_layouts
+from sesame.objectives.base import IGNORE, TokenObjective, to_tensors
+from sesame.task import TaskOutput
+
+
+@dataclasses.dataclass
+class PLMOptions(Section):
+    sampling: str = "random"  # random (partial prediction of the last 1/k) | span
+    k: int = 6
+    max_span_length: int = 5
+    plm_probability: float = 1 / 6
+
+    def validate(self) -> None:
+        choice("objective.options.sampling", self.sampling, ("random", "span"))
+        if self.k < 1:
+            raise ConfigError("objective.options.k (predict the last 1/k of the order) must be >= 1")
+        if self.max_span_length < 1 or not 0 < self.plm_probability <= 1:
+            raise ConfigError("objective.options: max_span_length >= 1 and plm_probability in (0, 1]")
+
+
+def random_order(n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(rank of each of n positions, targets = the last ceil(n / k) of the order)."""
+    perm = rng.permutation(n)
+    rank = np.empty(n, dtype=np.int64)
+    rank[perm] = np.arange(1, n + 1)
+    return rank, np.sort(perm[n - math.ceil(n / k):])
+
+
+def span_order(n: int, max_span: int, prob: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(rank, targets) of span-based sampling: one span per context of int(L / prob) tokens."""
+    spans, cur = [], 0
+    while cur < n:
+        length = int(rng.integers(1, max_span + 1))
+        context = max(int(length / prob), length)
+        start = cur + int(rng.integers(0, context - length + 1))
+        if start < n:
+            spans.append((start, min(start + length, n)))
+        cur += context
+    rank = np.zeros(n, dtype=np.int64)
+    for r, s in enumerate(rng.permutation(len(spans))):
+        a, b = spans[s]
+        rank[a:b] = r + 1
+    targets = np.flatnonzero(rank > 0)
+    return rank, targets
+
+
+@register("objective", "plm")
+class PLM(TokenObjective):
+    name = "plm"
+    archs = ("encoder",)
+    Options = PLMOptions
+    heads = ("lm",)
+    needs = frozenset({"padding", "order"})
+
+    def transform(self, batch, rng):
+        ids = np.asarray(batch["input_ids"])
+        b, t = ids.shape
+        real = np.asarray(batch["attention_mask"], dtype=bool) if batch.get("attention_mask") is not None \
+            else np.ones((b, t), dtype=bool)
+        o = self.opts
+        order = np.full((b, t), t + 1, dtype=np.int64)  # padding: after everything (and hidden anyway)
+        chosen = []
+        for row in range(b):
+            pos = np.flatnonzero(real[row])
+            if o.sampling == "random":
+                rank, targets = random_order(len(pos), o.k, rng)
+            else:
+                rank, targets = span_order(len(pos), o.max_span_length, o.plm_probability, rng)
+            order[row, pos] = rank
+            chosen.append(pos[targets])
+        m = max(1, max(len(c) for c in chosen))
+        mapping = np.zeros((b, m, t), dtype=np.float32)
+        labels = np.full((b, m), IGNORE, dtype=np.int64)
+        for row, c in enumerate(chosen):
+            mapping[row, np.arange(len(c)), c] = 1.0
+            labels[row, : len(c)] = ids[row, c]
+        out = {"input_ids": ids, "attention_mask": real, "order": order, "target_mapping": mapping, "labels": labels}
+        if batch.get("token_type_ids") is not None:
+            out["token_type_ids"] = batch["token_type_ids"]
+        return to_tensors(out)
+
+    def build(self, model_config) -> nn.Module:
+        if not model_config.two_stream or "lm" not in model_config.heads:
+            raise ConfigError("the plm objective needs XLNet's query stream: model.two_stream = true, "
+                              "model.attention = 'xl' and an 'lm' head (see the xlnet presets)")
+        self.vocab.check_model(model_config.vocab_size)
+        return PLMModule(build_model(model_config, needed=set(self.needs)))
+
+
+class PLMModule(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch) -> TaskOutput:
+        content, query = order_layouts(batch["order"], batch["attention_mask"])
+        out = self.model(batch["input_ids"], token_type_ids=batch.get("token_type_ids"), layout=content,
+                         query_layout=query, target_mapping=batch["target_mapping"])
+        labels = batch["labels"]
+        keep = labels != IGNORE
+        logits = out.logits["lm"][keep]
+        loss = F.cross_entropy(logits.float(), labels[keep], reduction="sum")
+        correct = (logits.argmax(-1) == labels[keep]).sum()
+        count = keep.sum()
+        return TaskOutput(loss, count, {"accuracy": (correct, count)})

@@ -1,0 +1,1 @@
+"""First-generation embeddings: word2vec, GloVe and fastText trainers, their vector formats and evaluation."""
