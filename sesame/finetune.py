@@ -36,12 +36,33 @@ from sesame.tasks.base import unk_rate
 from sesame.tasks.datasets import (DATASETS, DatasetSpec, Part, Splits, carve, data_root, dataset_spec,  # noqa: F401
                                    file_splits, named_splits, read_split)
 from sesame.tasks.examples import Dataset
-from sesame.tasks.files import as_spec, balanced_weights, label_counts, read_file
+from sesame.tasks.files import as_spec, balanced_weights, check_labels, label_counts, read_file
 from sesame.train import ArraySource, Trainer
 
 TOKENIZER, RECORD = "tokenizer.json", "finetune.json"
 TASK_HEADS = ("classify", "tag", "span", "choice")  # heads fine-tuned for one data set (lm heads carry over)
 UNK_WARN = 0.05  # warn when more than this fraction of the tokens are [UNK]
+
+
+def merged_labels(task: str, sets: list[Dataset]) -> list[str]:
+    """The label list of the first (train) set; every other set's labels must be in it."""
+    sets = [x for x in sets if x is not None]
+    if not sets or not sets[0].labels:
+        return []
+    for x in sets[1:]:
+        check_labels(x, sets[0].labels, task, "eval")
+    return list(sets[0].labels)
+
+
+def _eval_splits(dataset: str, eval_split: str, data_dir, max_eval: int | None, seed: int) -> dict[str, Dataset]:
+    """``eval_split`` and test (when there is one) of a named set, each subsampled to ``max_eval``."""
+    spec = dataset_spec(dataset)
+    out = {}
+    for name in [eval_split] + [x for x in ("test",) if x in spec.splits and x != eval_split]:
+        data = read_split(dataset, name, data_dir)
+        data.examples = subsample(data.examples, max_eval, seed)
+        out[name] = data
+    return out
 
 
 def subsample(examples: list, limit: int | None, seed: int) -> list:
@@ -90,6 +111,8 @@ def task_options(defaults: dict, options: dict | None, model_config, task: str |
     """The data set's default task options (then the task's own) under ``options``; a default
     length longer than the model's learned position table is shortened to it (and said), a
     requested one refused."""
+    if isinstance(defaults, DatasetSpec):  # a named set: its options and task
+        defaults, task = defaults.options, task or defaults.task
     base = {}
     if task is not None:
         own = get("task", task).Options()

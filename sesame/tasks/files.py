@@ -495,7 +495,8 @@ def check_labels(data: Dataset, labels: list[str], task: str, split: str) -> Non
     if not getattr(data, "labeled", True):
         return
     known = set(labels)
-    for ex, loc in zip(data.examples, data.where or [ex.id for ex in data.examples]):
+    where = data.where if len(data.where) == len(data.examples) else [ex.id for ex in data.examples]
+    for ex, loc in zip(data.examples, where):
         seen = [ex.label] if task == "classification" else ex.tags if task == "tagging" else []
         for x in seen or []:
             if x is not None and x not in known:

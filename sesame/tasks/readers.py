@@ -69,3 +69,27 @@ def read_multi30k(folder, split: str = "train", source: str = "en", target: str 
             continue
         out.append(PairExample(a.strip(), b.strip(), str(n)))
     return Dataset(out, [], f"{src_path} + {tgt_path}", dict(counts))
+
+
+# ---------------------------------------------------------------- the file readers under their old names
+
+
+def read_tsv(path) -> Dataset:
+    """A classification TSV with a header (``label``, ``text`` / ``sentence`` / ...): ``files.read_file``."""
+    from sesame.tasks.files import read_file
+
+    return read_file(path, {"format": "tsv"})
+
+
+def read_conll(path) -> Dataset:
+    """A CoNLL column file (token first, tag last): ``files.read_file`` for tagging."""
+    from sesame.tasks.files import read_file
+
+    return read_file(path, {"task": "tagging", "format": "conll"})
+
+
+def read_squad(path) -> Dataset:
+    """SQuAD-layout JSON, every question kept (answers located or counted): ``files.read_file`` for QA."""
+    from sesame.tasks.files import read_file
+
+    return read_file(path, {"task": "qa", "format": "json"}, train=False)
