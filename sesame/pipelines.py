@@ -266,9 +266,12 @@ class _TaskPipeline(Pipeline):
         self.runner = cls(tokenizer, self.labels or None, options)
         self.module = self.runner.wrap(model)
 
-    def count_long(self, texts) -> None:
-        """Count the inputs longer than ``max_length`` (the task cuts them by its policy)."""
-        room = self.max_length - len(self.tokenizer.build_inputs([])[0])
+    def count_long(self, texts, reserved: int | None = None) -> None:
+        """Count the inputs longer than ``max_length`` (the task cuts them by its policy);
+        ``reserved``: special tokens the task adds (default: the tokenizer's ends)."""
+        if reserved is None:
+            reserved = len(self.tokenizer.build_inputs([])[0])
+        room = self.max_length - reserved
         for t in texts:
             n = sum(len(self.tokenizer.encode(x).ids) for x in (t if isinstance(t, (tuple, list)) else [t]))
             self.truncated += n > room
@@ -371,7 +374,7 @@ class Translation(_TaskPipeline):
 
         texts, single = _listify(texts)
         check_texts(texts, self.task)
-        self.count_long(texts)
+        self.count_long(texts, reserved=1)  # the seq2seq task appends only its end token
         out = self.runner.predict(self.module, [PairExample(t) for t in texts])
         return out[0] if single else out
 
