@@ -1,7 +1,10 @@
 """Decoding over the cache protocol: greedy, sampling (temperature, top-k,
 top-p), beam search (length penalty, early stopping), repetition penalty, stop
 tokens, batched prompts with left padding. Serves decoders and
-encoder-decoders alike through ``model.step(ids, cache, mask, memory, memory_mask)``."""
+encoder-decoders alike through ``model.step(ids, cache, mask, memory, memory_mask)``.
+Transformer-XL decoders (``model.attention = 'xl'``) decode over a bounded recurrence
+memory (``model.new_memory``: each layer's last ``mem_len`` hidden states) instead of
+the growing KV cache; with no memory length set they use the KV cache (full context)."""
 from __future__ import annotations
 
 import dataclasses
@@ -25,6 +28,7 @@ class GenerateConfig(Section):
     length_penalty: float = 1.0  # beam score = log-prob sum / length ** length_penalty
     early_stopping: bool = True  # beam: stop an input once num_beams hypotheses have finished
     stop_ids: list[int] = dataclasses.field(default_factory=list)  # end a sequence (eos and others)
+    mem_len: int = 0  # xl decoders: recurrence memory length (0: model.mem_len; both 0: KV cache, full context)
     seed: int | None = None
 
     def validate(self) -> None:
@@ -37,6 +41,8 @@ class GenerateConfig(Section):
             raise ConfigError("generate.top_p must be in (0, 1]")
         if self.repetition_penalty <= 0:
             raise ConfigError("generate.repetition_penalty must be positive")
+        if self.mem_len < 0:
+            raise ConfigError("generate.mem_len must be >= 0 (0: the model's own mem_len)")
 
 
 @dataclasses.dataclass
@@ -73,13 +79,17 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tenso
 class _Decoder:
     """Feeds prompts and new tokens through ``model.step``, keeping masks and the cache."""
 
-    def __init__(self, model, input_ids, attention_mask, start_id):
+    def __init__(self, model, input_ids, attention_mask, start_id, mem_len: int = 0):
         self.model = model
         self.encdec = model.config.arch == "encoder-decoder"
         if model.config.arch == "encoder" or "lm" not in model.heads:
             raise ConfigError("generation needs a decoder or encoder-decoder with an `lm` head")
         b = input_ids.shape[0]
-        self.cache = model.new_cache()
+        mem_len = mem_len or model.config.mem_len
+        if mem_len and (self.encdec or model.config.attention != "xl"):
+            raise ConfigError(f"generate.mem_len = {mem_len} needs a decoder with model.attention = 'xl' "
+                              f"(got {model.config.arch} with attention {model.config.attention!r}); set it to 0")
+        self.cache = model.new_memory(mem_len) if mem_len else model.new_cache()
         self.memory = self.memory_mask = None
         if self.encdec:
             self.memory = model(input_ids, attention_mask).memory
@@ -100,7 +110,9 @@ class _Decoder:
         return self._step(token[:, None])
 
     def _step(self, ids):
-        logits, self.cache = self.model.step(ids, self.cache, self.mask, self.memory, self.memory_mask, last=True)
+        # a bounded memory holds only the last mem_len positions: the mask covers those and the new ids
+        mask = None if self.mask is None else self.mask[:, -(self.cache.length + ids.shape[1]):]
+        logits, self.cache = self.model.step(ids, self.cache, mask, self.memory, self.memory_mask, last=True)
         return logits[:, -1].float()
 
     def reorder(self, index: torch.Tensor) -> None:
@@ -131,7 +143,7 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     gen = torch.Generator(device=input_ids.device)
     if config.seed is not None:
         gen.manual_seed(config.seed)
-    dec = _Decoder(model, input_ids, attention_mask, start_id)
+    dec = _Decoder(model, input_ids, attention_mask, start_id, config.mem_len)
     b = input_ids.shape[0]
     done = torch.zeros(b, dtype=torch.bool, device=input_ids.device)
     stops = torch.tensor(config.stop_ids or [-1], device=input_ids.device)
@@ -172,7 +184,8 @@ def _beam(model, input_ids, attention_mask, config: GenerateConfig, pad_id: int,
     device = input_ids.device
     expand = torch.arange(b, device=device).repeat_interleave(k)
     dec = _Decoder(model, input_ids.index_select(0, expand),
-                   None if attention_mask is None else attention_mask.index_select(0, expand), start_id)
+                   None if attention_mask is None else attention_mask.index_select(0, expand), start_id,
+                   config.mem_len)
     beam_scores = torch.zeros(b, k, device=device)
     beam_scores[:, 1:] = float("-inf")  # all beams start identical: keep one
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
