@@ -125,5 +125,7 @@ def test_text_generation_pipeline_and_cli_on_a_transformer_xl_model(tmp_path, ca
         ids.append(nxt)
     assert out == tok.decode(ids[start:]) and out
     assert isinstance(gen("the cat sat", max_new_tokens=5, mem_len=2), str)  # a bounded memory, via the options
-    assert main(["generate", str(tmp_path / "xl"), "the dog", "--max-new-tokens", "4"]) == 0
+    assert main(["generate", str(tmp_path / "xl"), "the dog", "--max-new-tokens", "4", "--mem-len", "2"]) == 0
     assert capsys.readouterr().out.strip()
+    assert main(["generate", str(tmp_path / "xl"), "the dog", "--mem-len", "-1"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: generate.mem_len must be >= 0")
