@@ -292,3 +292,31 @@ def test_seq2seq_reads_source_and_target_columns(tmp_path):
     data = read_file(tmp_path / "mt.csv", {"task": "seq2seq"})
     assert [(ex.source, ex.target) for ex in data] == [("hello", "hallo"), ("bye", "tschüss")]
     assert data.counts == {"empty_pairs": 1}
+
+
+MT = [("good morning my friend", "guten morgen mein freund"), ("good night my friend", "gute nacht mein freund"),
+      ("thanks a lot my friend", "danke sehr mein freund"), ("hello my good friend", "hallo mein guter freund")]
+
+
+def test_seq2seq_from_files_end_to_end(tmp_path, capsys):
+    """A random t5-tiny learns four 4-word pairs from a TSV (named columns), reports BLEU
+    and chrF on --dev (4-grams exist, so BLEU is not trivially 0), and translates."""
+    words = sorted({w for pair in MT for text in pair for w in text.split()})
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    (tmp_path / "pairs.tsv").write_text("en\tde\n" + "".join(f"{a}\t{b}\n" for a, b in MT * 4))
+    (tmp_path / "dev.tsv").write_text("en\tde\n" + "".join(f"{a}\t{b}\n" for a, b in MT))
+    (tmp_path / "in.txt").write_text("good night my friend\nhello my good friend\n")
+    code = main(["finetune", "--init", "random", "--preset", "t5-tiny", "--tokenizer", str(tmp_path / "vocab.txt"),
+                 "--train", str(tmp_path / "pairs.tsv"), "--dev", str(tmp_path / "dev.tsv"), "--task", "seq2seq",
+                 "--source-column", "en", "--target-column", "de", "--out", str(tmp_path / "mt"), *QUICK,
+                 "--set", "train.steps=25"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    scores = json.loads(re.search(r"dev \(4 examples\): (\{.*\})", out).group(1))
+    assert scores == {"bleu": pytest.approx(1.0), "chrf": pytest.approx(1.0)}, out
+    record = json.loads((tmp_path / "mt" / "model" / "finetune.json").read_text())
+    assert record["task"] == "seq2seq"
+    assert main(["translate", str(tmp_path / "mt" / "model"), "--input", str(tmp_path / "in.txt"), "--output",
+                 str(tmp_path / "out.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["translation"] for r in rows] == ["gute nacht mein freund", "hallo mein guter freund"], rows
