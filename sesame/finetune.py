@@ -362,18 +362,30 @@ def finetune(model_dir: str | Path | None, dataset: str | None = None, run_dir: 
     return summary
 
 
-def two_stage(model_dir: str | Path, first: str, second: str, run_dir: str | Path,
+def two_stage(model_dir: str | Path, first: str | dict, second: str | dict, run_dir: str | Path,
               train_config: TrainConfig | dict | None = None, strategy=None, first_strategy=None,
               first_train_config: TrainConfig | dict | None = None, **kwargs) -> dict:
     """Two-stage fine-tuning: ``first`` (the intermediate task, with ``first_strategy``,
     default full) into ``run_dir/stage1``, then ``second`` from that model into
-    ``run_dir/stage2`` with ``strategy``. The intermediate head is replaced when the data
-    sets differ; the encoder carries over."""
+    ``run_dir/stage2`` with ``strategy``. Each stage is a named data set or a dict of
+    ``finetune``'s file arguments (``train``, ``dev``, ``test``, ``task``, ``columns``,
+    ``data``, ``dev_fraction``), read by the same file route. The intermediate head is
+    replaced when the data sets differ; the encoder carries over."""
     run_dir = Path(run_dir)
-    one = finetune(model_dir, first, run_dir / "stage1", first_train_config or train_config,
-                   strategy=first_strategy, **kwargs)
-    two = finetune(one["model_dir"], second, run_dir / "stage2", train_config, strategy=strategy, **kwargs)
+    one = finetune(model_dir, run_dir=run_dir / "stage1", train_config=first_train_config or train_config,
+                   strategy=first_strategy, **_stage(first), **kwargs)
+    two = finetune(one["model_dir"], run_dir=run_dir / "stage2", train_config=train_config, strategy=strategy,
+                   **_stage(second), **kwargs)
     return {"stage1": one, "stage2": two, "model_dir": two["model_dir"]}
+
+
+def _stage(stage: str | dict) -> dict:
+    """``finetune`` keyword arguments for one stage: a named set or file arguments."""
+    if isinstance(stage, str):
+        return {"dataset": stage}
+    if not isinstance(stage, dict) or "train" not in stage:
+        raise ConfigError(f"a stage is a named data set or a dict with train=FILE (and task=...), got {stage!r}")
+    return dict(stage)
 
 
 def multitask(model_dir: str | Path, datasets: list[str], run_dir: str | Path,

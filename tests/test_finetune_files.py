@@ -320,3 +320,27 @@ def test_seq2seq_from_files_end_to_end(tmp_path, capsys):
                  str(tmp_path / "out.jsonl")]) == 0
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["translation"] for r in rows] == ["gute nacht mein freund", "hallo mein guter freund"], rows
+
+
+def test_then_takes_a_file_stage(base, files, tmp_path, capsys):
+    """Two-stage from files: classification on a CSV, then tagging on a column file whose
+    tags sit in column 2 (a stage given as one line of file options)."""
+    sents = ["john x B-PER\nwent x O\nto x O\nparis x B-LOC", "( x O\nreuters x B-ORG\n) x O"] * 4
+    (tmp_path / "ner.conll").write_text("\n\n".join(sents) + "\n")
+    code = main(["finetune", str(base), "--train", str(files / "train.csv"), "--task", "classification",
+                 "--text-column", "review", "--label-column", "sentiment", "--then",
+                 f"train={tmp_path / 'ner.conll'},task=tagging,tokens-column=0,tags-column=2,dev-fraction=0.25",
+                 "--out", str(tmp_path / "two"), "--set", "train.steps=2", "--set", "train.batch_size=4",
+                 "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert re.search(r"stage1 train dev \(\d+ examples\): \{\"accuracy\"", out), out
+    assert re.search(r"stage2 ner dev \(2 examples\): \{.*\"f1\"", out), out
+    record = json.loads((tmp_path / "two" / "stage2" / "model" / "finetune.json").read_text())
+    assert record["task"] == "tagging" and {"O", "B-LOC", "B-ORG", "B-PER"} <= set(record["labels"])
+    assert record["source_model"] == str(tmp_path / "two" / "stage1" / "model")
+    with pytest.raises(ConfigError, match="no key 'tag-column'.*did you mean `tags-column`"):
+        from sesame.cli.finetune import stage_arg
+        stage_arg("train=a.conll,task=tagging,tag-column=2")
+    with pytest.raises(ConfigError, match="needs train=FILE and task=TASK"):
+        stage_arg("train=a.conll")
