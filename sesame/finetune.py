@@ -385,10 +385,25 @@ def _stage(stage: str | dict) -> dict:
         return {"dataset": stage}
     if not isinstance(stage, dict) or "train" not in stage:
         raise ConfigError(f"a stage is a named data set or a dict with train=FILE (and task=...), got {stage!r}")
-    return dict(stage)
+    return {k: v for k, v in stage.items() if k != "name"}  # name: a multi-task head's name only
 
 
-def multitask(model_dir: str | Path, datasets: list[str], run_dir: str | Path,
+def _stage_splits(stage: str | dict, data_dir, seed: int) -> Splits:
+    """The splits of one multi-task data set: a named set, or files read by the file route."""
+    if isinstance(stage, str):
+        return named_splits(stage, "dev", data_dir)
+    st = _stage(stage)
+    spec = as_spec(st.get("data"), task=st.get("task"), columns=st.get("columns"))
+    src = file_splits(st["train"], st.get("dev"), st.get("test"), spec, st.get("dev_fraction", 0.1), seed)
+    name = str(stage.get("name") or src.name).replace(".", "-")
+    if hasattr(torch.nn.ModuleDict, name):  # "train", "eval", ...: a task key may not shadow a method
+        name = f"{name}-{st['task']}"
+        src.notes.append(f"file stage named {name!r} (its file's stem is a reserved word; name= sets another)")
+    src.name = name
+    return src
+
+
+def multitask(model_dir: str | Path, datasets: list[str | dict], run_dir: str | Path,
               train_config: TrainConfig | dict | None = None, strategy=None, max_train: int | None = None,
               mix: str = "proportional", progress: bool = True, *, options: dict[str, dict] | None = None,
               data_dir: str | Path | None = None, max_eval: int | None = None, eval_batch_size: int = 32,
@@ -396,8 +411,9 @@ def multitask(model_dir: str | Path, datasets: list[str], run_dir: str | Path,
     """Multi-task fine-tuning: one shared encoder, one head per data set, each optimizer step
     one task's batch (``mix``: proportional or round_robin; see ``transfer.MixedSource``), the
     task's summed loss. Each task is evaluated and saved to ``run_dir/models/<dataset>`` as a
-    complete model (the shared encoder with that task's head)."""
-    if len(set(datasets)) != len(datasets) or len(datasets) < 2:
+    complete model (the shared encoder with that task's head). A data set is a name or a dict
+    of ``finetune``'s file arguments (``train``, ``task``, ``columns``, ...; named by its file's stem)."""
+    if len(datasets) < 2:
         raise ConfigError(f"multi-task fine-tuning needs two or more different data sets, got {datasets}")
     run_dir = Path(run_dir)
     strategy = transfer.as_strategy(strategy)
@@ -405,9 +421,11 @@ def multitask(model_dir: str | Path, datasets: list[str], run_dir: str | Path,
     seed = train_config.seed if isinstance(train_config, TrainConfig) else int((train_config or {}).get("seed", 0))
     parts: dict[str, Any] = {}
     notes: list[str] = []
-    for name in datasets:
-        spec = dataset_spec(name)
-        src = named_splits(name, "dev", data_dir)
+    for stage in datasets:
+        src = _stage_splits(stage, data_dir, seed)
+        name, spec = src.name, src
+        if name in parts:
+            raise ConfigError(f"multi-task fine-tuning needs different data sets; {name!r} comes twice")
         train = src.splits.pop("train")
         evals = src.splits
         for v in evals.values():
@@ -416,7 +434,7 @@ def multitask(model_dir: str | Path, datasets: list[str], run_dir: str | Path,
         opts, fitted = task_options(spec.options, (options or {}).get(name), base.config, spec.task)
         task = get("task", spec.task)(tok, labels or None, opts)
         parts[name] = (spec, task, subsample(train.examples, max_train, seed), evals, labels)
-        notes += [f"{name}: {n}" for n in fitted]
+        notes += [f"{name}: {n}" for n in [*([] if isinstance(stage, str) else src.notes), *fitted]]
     total = sum(len(p[2]) for p in parts.values())
     cfg = resolve_train(train_config, base.config, strategy, min(len(p[2]) for p in parts.values()))
     if not isinstance(train_config, TrainConfig) and "steps" not in (train_config or {}):
@@ -437,7 +455,7 @@ def multitask(model_dir: str | Path, datasets: list[str], run_dir: str | Path,
     mixed = transfer.MixedSource(sources, mix, cfg.seed)
     plan = transfer.apply(module, strategy, steps_per_epoch=mixed.steps_per_epoch)
     multi = transfer.MultiTask({name: p[1] for name, p in parts.items()})
-    config = {"multitask": {"datasets": list(datasets), "mix": mix, "source_model": str(model_dir),
+    config = {"multitask": {"datasets": list(parts), "mix": mix, "source_model": str(model_dir),
                             "strategy": strategy.to_dict()}, "train": cfg.to_dict(), "model": base.config.to_dict()}
     trainer = Trainer(multi, base.config, cfg, mixed, run_dir, None, module, config=config, progress=progress,
                       on_step=plan.on_step)
@@ -447,7 +465,7 @@ def multitask(model_dir: str | Path, datasets: list[str], run_dir: str | Path,
         for note in notes + plan.notes:
             say(note)
         fit = trainer.fit(resume=resume)
-        summary = {"datasets": list(datasets), "mix": mix, "notes": notes + plan.notes, "strategy": strategy.to_dict(),
+        summary = {"datasets": list(parts), "mix": mix, "notes": notes + plan.notes, "strategy": strategy.to_dict(),
                    "trainable": {**plan.summary(), **at_start}, "train": fit, "tasks": {}}
         if trainer.dist.main:
             for name, (spec, task, examples, evals, labels) in parts.items():
@@ -456,9 +474,9 @@ def multitask(model_dir: str | Path, datasets: list[str], run_dir: str | Path,
                     "task": spec.task, "train_examples": len(examples),
                     "eval": _evaluate(task, modules[name], evals, eval_batch_size, run_dir / "eval" / name),
                     "model_dir": str(out)}
-                record = {"dataset": name, "task": spec.task, "labels": labels, "source_model": str(model_dir),
-                          "options": task.opts.to_dict(), "strategy": strategy.to_dict(),
-                          "multitask": list(datasets)}
+                record = {**spec.record, "dataset": name, "task": spec.task, "labels": labels,
+                          "source_model": str(model_dir), "options": task.opts.to_dict(),
+                          "strategy": strategy.to_dict(), "multitask": list(parts)}
                 _save(modules[name].model, tok, labels, out, record)
     finally:
         trainer.close()

@@ -344,3 +344,20 @@ def test_then_takes_a_file_stage(base, files, tmp_path, capsys):
         stage_arg("train=a.conll,task=tagging,tag-column=2")
     with pytest.raises(ConfigError, match="needs train=FILE and task=TASK"):
         stage_arg("train=a.conll")
+
+
+def test_also_takes_file_stages(base, files, tmp_path, capsys):
+    """Multi-task from files: the CSV (--train) and a column file (--also), one shared encoder,
+    each task saved with its head and its recorded files."""
+    (tmp_path / "ner.conll").write_text("\n\n".join(["john x B-PER\nwent x O\nto x O\nparis x B-LOC"] * 8) + "\n")
+    code = main(["finetune", str(base), "--train", str(files / "train.csv"), "--task", "classification",
+                 "--text-column", "review", "--label-column", "sentiment", "--also",
+                 f"train={tmp_path / 'ner.conll'},task=tagging,tags-column=2", "--out", str(tmp_path / "mtl"),
+                 "--set", "train.steps=2", "--set", "train.batch_size=4", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert re.search(r"^train-classification dev \(\d+ examples\): \{\"accuracy\"", out, re.M), out
+    assert re.search(r"^ner dev \(1 examples\): \{.*\"f1\"", out, re.M), out
+    for name, task in (("train-classification", "classification"), ("ner", "tagging")):
+        record = json.loads((tmp_path / "mtl" / "models" / name / "finetune.json").read_text())
+        assert record["task"] == task and record["multitask"] == ["train-classification", "ner"] and "files" in record
