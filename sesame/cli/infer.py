@@ -16,7 +16,7 @@ VERBS = {
     "tag": ("token-classification", "find entities in texts with a tagging model"),
     "answer": ("question-answering", "extract the answer to a question from a context"),
     "embed": ("feature-extraction", "sentence vectors (mean or CLS pooling), printed as JSON"),
-    "translate": ("translation", "translate with an encoder-decoder model"),
+    "translate": ("translation", "translate with an encoder-decoder model or a UniLM-style encoder (prefix LM)"),
 }
 
 
