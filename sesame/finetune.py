@@ -362,21 +362,48 @@ def finetune(model_dir: str | Path | None, dataset: str | None = None, run_dir: 
     return summary
 
 
-def two_stage(model_dir: str | Path, first: str, second: str, run_dir: str | Path,
+def two_stage(model_dir: str | Path, first: str | dict, second: str | dict, run_dir: str | Path,
               train_config: TrainConfig | dict | None = None, strategy=None, first_strategy=None,
               first_train_config: TrainConfig | dict | None = None, **kwargs) -> dict:
     """Two-stage fine-tuning: ``first`` (the intermediate task, with ``first_strategy``,
     default full) into ``run_dir/stage1``, then ``second`` from that model into
-    ``run_dir/stage2`` with ``strategy``. The intermediate head is replaced when the data
-    sets differ; the encoder carries over."""
+    ``run_dir/stage2`` with ``strategy``. Each stage is a named data set or a dict of
+    ``finetune``'s file arguments (``train``, ``dev``, ``test``, ``task``, ``columns``,
+    ``data``, ``dev_fraction``), read by the same file route. The intermediate head is
+    replaced when the data sets differ; the encoder carries over."""
     run_dir = Path(run_dir)
-    one = finetune(model_dir, first, run_dir / "stage1", first_train_config or train_config,
-                   strategy=first_strategy, **kwargs)
-    two = finetune(one["model_dir"], second, run_dir / "stage2", train_config, strategy=strategy, **kwargs)
+    one = finetune(model_dir, run_dir=run_dir / "stage1", train_config=first_train_config or train_config,
+                   strategy=first_strategy, **_stage(first), **kwargs)
+    two = finetune(one["model_dir"], run_dir=run_dir / "stage2", train_config=train_config, strategy=strategy,
+                   **_stage(second), **kwargs)
     return {"stage1": one, "stage2": two, "model_dir": two["model_dir"]}
 
 
-def multitask(model_dir: str | Path, datasets: list[str], run_dir: str | Path,
+def _stage(stage: str | dict) -> dict:
+    """``finetune`` keyword arguments for one stage: a named set or file arguments."""
+    if isinstance(stage, str):
+        return {"dataset": stage}
+    if not isinstance(stage, dict) or "train" not in stage:
+        raise ConfigError(f"a stage is a named data set or a dict with train=FILE (and task=...), got {stage!r}")
+    return {k: v for k, v in stage.items() if k != "name"}  # name: a multi-task head's name only
+
+
+def _stage_splits(stage: str | dict, data_dir, seed: int) -> Splits:
+    """The splits of one multi-task data set: a named set, or files read by the file route."""
+    if isinstance(stage, str):
+        return named_splits(stage, "dev", data_dir)
+    st = _stage(stage)
+    spec = as_spec(st.get("data"), task=st.get("task"), columns=st.get("columns"))
+    src = file_splits(st["train"], st.get("dev"), st.get("test"), spec, st.get("dev_fraction", 0.1), seed)
+    name = str(stage.get("name") or src.name).replace(".", "-")
+    if hasattr(torch.nn.ModuleDict, name):  # "train", "eval", ...: a task key may not shadow a method
+        name = f"{name}-{st['task']}"
+        src.notes.append(f"file stage named {name!r} (its file's stem is a reserved word; name= sets another)")
+    src.name = name
+    return src
+
+
+def multitask(model_dir: str | Path, datasets: list[str | dict], run_dir: str | Path,
               train_config: TrainConfig | dict | None = None, strategy=None, max_train: int | None = None,
               mix: str = "proportional", progress: bool = True, *, options: dict[str, dict] | None = None,
               data_dir: str | Path | None = None, max_eval: int | None = None, eval_batch_size: int = 32,
@@ -384,8 +411,9 @@ def multitask(model_dir: str | Path, datasets: list[str], run_dir: str | Path,
     """Multi-task fine-tuning: one shared encoder, one head per data set, each optimizer step
     one task's batch (``mix``: proportional or round_robin; see ``transfer.MixedSource``), the
     task's summed loss. Each task is evaluated and saved to ``run_dir/models/<dataset>`` as a
-    complete model (the shared encoder with that task's head)."""
-    if len(set(datasets)) != len(datasets) or len(datasets) < 2:
+    complete model (the shared encoder with that task's head). A data set is a name or a dict
+    of ``finetune``'s file arguments (``train``, ``task``, ``columns``, ...; named by its file's stem)."""
+    if len(datasets) < 2:
         raise ConfigError(f"multi-task fine-tuning needs two or more different data sets, got {datasets}")
     run_dir = Path(run_dir)
     strategy = transfer.as_strategy(strategy)
@@ -393,9 +421,11 @@ def multitask(model_dir: str | Path, datasets: list[str], run_dir: str | Path,
     seed = train_config.seed if isinstance(train_config, TrainConfig) else int((train_config or {}).get("seed", 0))
     parts: dict[str, Any] = {}
     notes: list[str] = []
-    for name in datasets:
-        spec = dataset_spec(name)
-        src = named_splits(name, "dev", data_dir)
+    for stage in datasets:
+        src = _stage_splits(stage, data_dir, seed)
+        name, spec = src.name, src
+        if name in parts:
+            raise ConfigError(f"multi-task fine-tuning needs different data sets; {name!r} comes twice")
         train = src.splits.pop("train")
         evals = src.splits
         for v in evals.values():
@@ -404,7 +434,7 @@ def multitask(model_dir: str | Path, datasets: list[str], run_dir: str | Path,
         opts, fitted = task_options(spec.options, (options or {}).get(name), base.config, spec.task)
         task = get("task", spec.task)(tok, labels or None, opts)
         parts[name] = (spec, task, subsample(train.examples, max_train, seed), evals, labels)
-        notes += [f"{name}: {n}" for n in fitted]
+        notes += [f"{name}: {n}" for n in [*([] if isinstance(stage, str) else src.notes), *fitted]]
     total = sum(len(p[2]) for p in parts.values())
     cfg = resolve_train(train_config, base.config, strategy, min(len(p[2]) for p in parts.values()))
     if not isinstance(train_config, TrainConfig) and "steps" not in (train_config or {}):
@@ -425,7 +455,7 @@ def multitask(model_dir: str | Path, datasets: list[str], run_dir: str | Path,
     mixed = transfer.MixedSource(sources, mix, cfg.seed)
     plan = transfer.apply(module, strategy, steps_per_epoch=mixed.steps_per_epoch)
     multi = transfer.MultiTask({name: p[1] for name, p in parts.items()})
-    config = {"multitask": {"datasets": list(datasets), "mix": mix, "source_model": str(model_dir),
+    config = {"multitask": {"datasets": list(parts), "mix": mix, "source_model": str(model_dir),
                             "strategy": strategy.to_dict()}, "train": cfg.to_dict(), "model": base.config.to_dict()}
     trainer = Trainer(multi, base.config, cfg, mixed, run_dir, None, module, config=config, progress=progress,
                       on_step=plan.on_step)
@@ -435,7 +465,7 @@ def multitask(model_dir: str | Path, datasets: list[str], run_dir: str | Path,
         for note in notes + plan.notes:
             say(note)
         fit = trainer.fit(resume=resume)
-        summary = {"datasets": list(datasets), "mix": mix, "notes": notes + plan.notes, "strategy": strategy.to_dict(),
+        summary = {"datasets": list(parts), "mix": mix, "notes": notes + plan.notes, "strategy": strategy.to_dict(),
                    "trainable": {**plan.summary(), **at_start}, "train": fit, "tasks": {}}
         if trainer.dist.main:
             for name, (spec, task, examples, evals, labels) in parts.items():
@@ -444,9 +474,9 @@ def multitask(model_dir: str | Path, datasets: list[str], run_dir: str | Path,
                     "task": spec.task, "train_examples": len(examples),
                     "eval": _evaluate(task, modules[name], evals, eval_batch_size, run_dir / "eval" / name),
                     "model_dir": str(out)}
-                record = {"dataset": name, "task": spec.task, "labels": labels, "source_model": str(model_dir),
-                          "options": task.opts.to_dict(), "strategy": strategy.to_dict(),
-                          "multitask": list(datasets)}
+                record = {**spec.record, "dataset": name, "task": spec.task, "labels": labels,
+                          "source_model": str(model_dir), "options": task.opts.to_dict(),
+                          "strategy": strategy.to_dict(), "multitask": list(parts)}
                 _save(modules[name].model, tok, labels, out, record)
     finally:
         trainer.close()

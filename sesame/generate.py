@@ -1,7 +1,13 @@
 """Decoding over the cache protocol: greedy, sampling (temperature, top-k,
 top-p), beam search (length penalty, early stopping), repetition penalty, stop
 tokens, batched prompts with left padding. Serves decoders and
-encoder-decoders alike through ``model.step(ids, cache, mask, memory, memory_mask)``."""
+encoder-decoders alike through ``model.step(ids, cache, mask, memory, memory_mask)``.
+Transformer-XL decoders (``model.attention = 'xl'``) decode over a bounded recurrence
+memory (``model.new_memory``: each layer's last ``mem_len`` hidden states) instead of
+the growing KV cache; with no memory length set they use the KV cache (full context).
+Bidirectional encoders generate as prefix LMs (``prefix_lm=True``, UniLM's seq2seq route): the
+prompt is encoded once with full visibility (segment 0) and the new tokens (segment 1)
+are generated causally over the cache, the ``mlm`` head (else ``lm``) giving the logits."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,6 +16,7 @@ import torch
 
 from sesame.config.base import Section, choice
 from sesame.errors import ConfigError, ShapeError
+from sesame.nn import Layout
 
 
 @dataclasses.dataclass
@@ -25,6 +32,7 @@ class GenerateConfig(Section):
     length_penalty: float = 1.0  # beam score = log-prob sum / length ** length_penalty
     early_stopping: bool = True  # beam: stop an input once num_beams hypotheses have finished
     stop_ids: list[int] = dataclasses.field(default_factory=list)  # end a sequence (eos and others)
+    mem_len: int = 0  # xl decoders: recurrence memory length (0: model.mem_len; both 0: KV cache, full context)
     seed: int | None = None
 
     def validate(self) -> None:
@@ -37,6 +45,8 @@ class GenerateConfig(Section):
             raise ConfigError("generate.top_p must be in (0, 1]")
         if self.repetition_penalty <= 0:
             raise ConfigError("generate.repetition_penalty must be positive")
+        if self.mem_len < 0:
+            raise ConfigError("generate.mem_len must be >= 0 (0: the model's own mem_len)")
 
 
 @dataclasses.dataclass
@@ -73,15 +83,31 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tenso
 class _Decoder:
     """Feeds prompts and new tokens through ``model.step``, keeping masks and the cache."""
 
-    def __init__(self, model, input_ids, attention_mask, start_id):
+    def __init__(self, model, input_ids, attention_mask, start_id, mem_len: int = 0, prefix_lm: bool = False):
         self.model = model
         self.encdec = model.config.arch == "encoder-decoder"
-        if model.config.arch == "encoder" or "lm" not in model.heads:
-            raise ConfigError("generation needs a decoder or encoder-decoder with an `lm` head")
+        self.prefix = None
+        if prefix_lm:
+            if model.config.arch != "encoder" or not ({"mlm", "lm"} & set(model.heads)):
+                raise ConfigError("prefix-LM generation needs an encoder with an `mlm` or `lm` head")
+            self.head = "mlm" if "mlm" in model.heads else "lm"
+            # the whole (left-padded) prompt is the bidirectional prefix
+            self.prefix = torch.full((input_ids.shape[0],), input_ids.shape[1], dtype=torch.long,
+                                     device=input_ids.device)
+        elif model.config.arch == "encoder" or "lm" not in model.heads:
+            raise ConfigError("generation needs a decoder or encoder-decoder with an `lm` head "
+                              "(an encoder generates as a prefix LM: prefix_lm=True)")
         b = input_ids.shape[0]
-        self.cache = model.new_cache()
+        mem_len = mem_len or model.config.mem_len
+        if mem_len and (self.encdec or model.config.attention != "xl"):
+            raise ConfigError(f"generate.mem_len = {mem_len} needs a decoder with model.attention = 'xl' "
+                              f"(got {model.config.arch} with attention {model.config.attention!r}); set it to 0")
+        self.cache = model.new_memory(mem_len) if mem_len else model.new_cache()
         self.memory = self.memory_mask = None
-        if self.encdec:
+        if self.prefix is not None:
+            self.tokens = input_ids
+            self.mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+        elif self.encdec:
             self.memory = model(input_ids, attention_mask).memory
             self.memory_mask = attention_mask
             self.tokens = torch.full((b, 1), start_id, dtype=torch.long, device=input_ids.device)
@@ -100,8 +126,20 @@ class _Decoder:
         return self._step(token[:, None])
 
     def _step(self, ids):
-        logits, self.cache = self.model.step(ids, self.cache, self.mask, self.memory, self.memory_mask, last=True)
+        if self.prefix is not None:
+            return self._prefix_step(ids)
+        # a bounded memory holds only the last mem_len positions: the mask covers those and the new ids
+        mask = None if self.mask is None else self.mask[:, -(self.cache.length + ids.shape[1]):]
+        logits, self.cache = self.model.step(ids, self.cache, mask, self.memory, self.memory_mask, last=True)
         return logits[:, -1].float()
+
+    def _prefix_step(self, ids):
+        past = self.cache.length
+        types = torch.full_like(ids, 0 if past == 0 else 1)  # segment 0: the prompt, 1: what is generated
+        layout = Layout(causal=True, prefix_len=self.prefix, key_padding=self.mask, q_offset=past)
+        out = self.model(ids, self.mask, types, layout=layout, cache=self.cache)
+        self.cache = out.cache if out.cache is not None else self.cache
+        return out.logits[self.head][:, -1].float()
 
     def reorder(self, index: torch.Tensor) -> None:
         self.cache.reorder(index)
@@ -116,22 +154,23 @@ class _Decoder:
 @torch.no_grad()
 def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
              config: GenerateConfig | None = None, pad_id: int = 0, start_id: int | None = None,
-             keep_logits: bool = False, **overrides) -> Generated:
-    """Continue ``input_ids`` (left-padded for decoders when rows differ in length)."""
+             keep_logits: bool = False, prefix_lm: bool = False, **overrides) -> Generated:
+    """Continue ``input_ids`` (left-padded for decoders and prefix LMs when rows differ in
+    length); ``prefix_lm``: decode an encoder as a prefix LM (see the module docstring)."""
     config = (config or GenerateConfig()).replace(**overrides) if overrides else (config or GenerateConfig())
     if input_ids.dim() != 2 or input_ids.shape[1] == 0:
         raise ShapeError(f"input_ids must be a non-empty (batch, length) tensor, got {tuple(input_ids.shape)}")
-    if attention_mask is not None and model.config.arch == "decoder" and not bool(attention_mask[:, -1].all()):
+    if attention_mask is not None and (model.config.arch == "decoder" or prefix_lm) and not bool(attention_mask[:, -1].all()):
         raise ShapeError("batched prompts must be LEFT-padded for generation (the last column must be real tokens)")
     model.eval()
     if start_id is None:
         start_id = config.stop_ids[0] if config.stop_ids else pad_id
     if config.strategy == "beam":
-        return _beam(model, input_ids, attention_mask, config, pad_id, start_id)
+        return _beam(model, input_ids, attention_mask, config, pad_id, start_id, prefix_lm)
     gen = torch.Generator(device=input_ids.device)
     if config.seed is not None:
         gen.manual_seed(config.seed)
-    dec = _Decoder(model, input_ids, attention_mask, start_id)
+    dec = _Decoder(model, input_ids, attention_mask, start_id, config.mem_len, prefix_lm)
     b = input_ids.shape[0]
     done = torch.zeros(b, dtype=torch.bool, device=input_ids.device)
     stops = torch.tensor(config.stop_ids or [-1], device=input_ids.device)
@@ -166,13 +205,15 @@ def _trim(row: list[int], stop_ids, pad_id) -> list[int]:
     return row
 
 
-def _beam(model, input_ids, attention_mask, config: GenerateConfig, pad_id: int, start_id: int) -> Generated:
+def _beam(model, input_ids, attention_mask, config: GenerateConfig, pad_id: int, start_id: int,
+          prefix_lm: bool = False) -> Generated:
     """Beam search with a length penalty; rows are (input, beam) flattened."""
     b, k = input_ids.shape[0], config.num_beams
     device = input_ids.device
     expand = torch.arange(b, device=device).repeat_interleave(k)
     dec = _Decoder(model, input_ids.index_select(0, expand),
-                   None if attention_mask is None else attention_mask.index_select(0, expand), start_id)
+                   None if attention_mask is None else attention_mask.index_select(0, expand), start_id,
+                   config.mem_len, prefix_lm)
     beam_scores = torch.zeros(b, k, device=device)
     beam_scores[:, 1:] = float("-inf")  # all beams start identical: keep one
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]

@@ -374,7 +374,8 @@ class Translation(_TaskPipeline):
 
         texts, single = _listify(texts)
         check_texts(texts, self.task)
-        self.count_long(texts, reserved=1)  # the seq2seq task appends only its end token
+        # the seq2seq task appends only its end token ([CLS] and [SEP] on an encoder's prefix-LM route)
+        self.count_long(texts, reserved=2 if self.runner.prefix_lm else 1)
         out = self.runner.predict(self.module, [PairExample(t) for t in texts])
         return out[0] if single else out
 

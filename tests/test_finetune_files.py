@@ -292,3 +292,72 @@ def test_seq2seq_reads_source_and_target_columns(tmp_path):
     data = read_file(tmp_path / "mt.csv", {"task": "seq2seq"})
     assert [(ex.source, ex.target) for ex in data] == [("hello", "hallo"), ("bye", "tschüss")]
     assert data.counts == {"empty_pairs": 1}
+
+
+MT = [("good morning my friend", "guten morgen mein freund"), ("good night my friend", "gute nacht mein freund"),
+      ("thanks a lot my friend", "danke sehr mein freund"), ("hello my good friend", "hallo mein guter freund")]
+
+
+def test_seq2seq_from_files_end_to_end(tmp_path, capsys):
+    """A random t5-tiny learns four 4-word pairs from a TSV (named columns), reports BLEU
+    and chrF on --dev (4-grams exist, so BLEU is not trivially 0), and translates."""
+    words = sorted({w for pair in MT for text in pair for w in text.split()})
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    (tmp_path / "pairs.tsv").write_text("en\tde\n" + "".join(f"{a}\t{b}\n" for a, b in MT * 4))
+    (tmp_path / "dev.tsv").write_text("en\tde\n" + "".join(f"{a}\t{b}\n" for a, b in MT))
+    (tmp_path / "in.txt").write_text("good night my friend\nhello my good friend\n")
+    code = main(["finetune", "--init", "random", "--preset", "t5-tiny", "--tokenizer", str(tmp_path / "vocab.txt"),
+                 "--train", str(tmp_path / "pairs.tsv"), "--dev", str(tmp_path / "dev.tsv"), "--task", "seq2seq",
+                 "--source-column", "en", "--target-column", "de", "--out", str(tmp_path / "mt"), *QUICK,
+                 "--set", "train.steps=25"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    scores = json.loads(re.search(r"dev \(4 examples\): (\{.*\})", out).group(1))
+    assert scores == {"bleu": pytest.approx(1.0), "chrf": pytest.approx(1.0)}, out
+    record = json.loads((tmp_path / "mt" / "model" / "finetune.json").read_text())
+    assert record["task"] == "seq2seq"
+    assert main(["translate", str(tmp_path / "mt" / "model"), "--input", str(tmp_path / "in.txt"), "--output",
+                 str(tmp_path / "out.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["translation"] for r in rows] == ["gute nacht mein freund", "hallo mein guter freund"], rows
+
+
+def test_then_takes_a_file_stage(base, files, tmp_path, capsys):
+    """Two-stage from files: classification on a CSV, then tagging on a column file whose
+    tags sit in column 2 (a stage given as one line of file options)."""
+    sents = ["john x B-PER\nwent x O\nto x O\nparis x B-LOC", "( x O\nreuters x B-ORG\n) x O"] * 4
+    (tmp_path / "ner.conll").write_text("\n\n".join(sents) + "\n")
+    code = main(["finetune", str(base), "--train", str(files / "train.csv"), "--task", "classification",
+                 "--text-column", "review", "--label-column", "sentiment", "--then",
+                 f"train={tmp_path / 'ner.conll'},task=tagging,tokens-column=0,tags-column=2,dev-fraction=0.25",
+                 "--out", str(tmp_path / "two"), "--set", "train.steps=2", "--set", "train.batch_size=4",
+                 "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert re.search(r"stage1 train dev \(\d+ examples\): \{\"accuracy\"", out), out
+    assert re.search(r"stage2 ner dev \(2 examples\): \{.*\"f1\"", out), out
+    record = json.loads((tmp_path / "two" / "stage2" / "model" / "finetune.json").read_text())
+    assert record["task"] == "tagging" and {"O", "B-LOC", "B-ORG", "B-PER"} <= set(record["labels"])
+    assert record["source_model"] == str(tmp_path / "two" / "stage1" / "model")
+    with pytest.raises(ConfigError, match="no key 'tag-column'.*did you mean `tags-column`"):
+        from sesame.cli.finetune import stage_arg
+        stage_arg("train=a.conll,task=tagging,tag-column=2")
+    with pytest.raises(ConfigError, match="needs train=FILE and task=TASK"):
+        stage_arg("train=a.conll")
+
+
+def test_also_takes_file_stages(base, files, tmp_path, capsys):
+    """Multi-task from files: the CSV (--train) and a column file (--also), one shared encoder,
+    each task saved with its head and its recorded files."""
+    (tmp_path / "ner.conll").write_text("\n\n".join(["john x B-PER\nwent x O\nto x O\nparis x B-LOC"] * 8) + "\n")
+    code = main(["finetune", str(base), "--train", str(files / "train.csv"), "--task", "classification",
+                 "--text-column", "review", "--label-column", "sentiment", "--also",
+                 f"train={tmp_path / 'ner.conll'},task=tagging,tags-column=2", "--out", str(tmp_path / "mtl"),
+                 "--set", "train.steps=2", "--set", "train.batch_size=4", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert re.search(r"^train-classification dev \(\d+ examples\): \{\"accuracy\"", out, re.M), out
+    assert re.search(r"^ner dev \(1 examples\): \{.*\"f1\"", out, re.M), out
+    for name, task in (("train-classification", "classification"), ("ner", "tagging")):
+        record = json.loads((tmp_path / "mtl" / "models" / name / "finetune.json").read_text())
+        assert record["task"] == task and record["multitask"] == ["train-classification", "ner"] and "files" in record

@@ -115,8 +115,8 @@ def test_wrap_swaps_pretraining_heads_and_round_trips(en_tok, tmp_path):
     loaded, _ = load_model(tmp_path / "ner")
     again = Tagging(en_tok, ["O", "B-PER", "I-PER"]).wrap(loaded)  # a fine-tuned head is kept as it is
     assert torch.equal(again.model.heads["tag"].classifier.weight, module.model.heads["tag"].classifier.weight)
-    with pytest.raises(ConfigError, match="model.arch"):
-        Seq2Seq(en_tok).wrap(build_model(tiny(en_tok)))
+    with pytest.raises(ConfigError, match="model.arch"):  # encoders take the prefix-LM route; decoders not
+        Seq2Seq(en_tok).wrap(build_model(tiny(en_tok, arch="decoder", heads=["lm"])))
 
 
 def test_tasks_are_registered():

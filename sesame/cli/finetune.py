@@ -82,11 +82,13 @@ def add_parser(sub) -> None:
     d.add_argument("--max-eval", type=int, help="evaluate on at most N examples per split")
     d.add_argument("--eval-split", default="dev", help="split evaluated during and after training (default dev)")
     d.add_argument("--data-dir", help="root of the named sets (default: $SESAME_DATA, else ../shared/data)")
-    d.add_argument("--then", metavar="DATASET",
-                   help="two-stage: fully fine-tune on --dataset first (the intermediate task), then on DATASET "
-                        "with the chosen strategy")
-    d.add_argument("--also", nargs="+", metavar="DATASET",
-                   help="multi-task: train --dataset and these together, one shared encoder, one head each")
+    d.add_argument("--then", metavar="DATASET|train=FILE,task=TASK,...",
+                   help="two-stage: fully fine-tune on --dataset or --train first (the intermediate task), then "
+                        "on a named set or a file stage, e.g. train=ner.conll,task=tagging,tags-column=3 (keys: "
+                        "train, dev, test, task, ROLE-column, format, delimiter, header, dev-fraction)")
+    d.add_argument("--also", nargs="+", metavar="DATASET|train=FILE,task=TASK,...",
+                   help="multi-task: train --dataset (or --train) and these together, one shared encoder, one head "
+                        "each; each a named set or a file stage as for --then")
     d.add_argument("--mix", choices=["proportional", "round_robin"], default="proportional",
                    help="multi-task batch schedule (default: tasks drawn in proportion to their sizes)")
     d.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
@@ -138,6 +140,45 @@ def file_args(args) -> tuple[dict, dict]:
     return columns, {k: v for k, v in data.items() if v is not None}
 
 
+STAGE_KEYS = ("train", "dev", "test", "task", "name", "format", "delimiter", "header", "dev-fraction")
+
+
+def stage_arg(text: str) -> dict:
+    """A --then / --also stage: a named set (``sst2``) or one line of file options,
+    ``train=FILE,task=TASK[,dev=FILE][,test=FILE][,ROLE-column=C][,format=F][,delimiter=D]
+    [,header=false][,dev-fraction=X][,name=N]`` (paths may not hold commas; ``name`` names a
+    multi-task head, default the file's stem)."""
+    from sesame.config.base import closest
+    from sesame.errors import ConfigError
+
+    if "=" not in text:
+        return text
+    roles = ("text", "text-pair", "label", "tokens", "tags", "question", "context", "answers", "options", "source",
+             "target", "id")
+    stage: dict = {"columns": {}, "data": {}}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not value:
+            raise ConfigError(f"stage item {item!r} is not KEY=VALUE (e.g. train=dev.tsv,task=classification)")
+        if key.endswith("-column") and key[: -len("-column")] in roles:
+            stage["columns"][key[: -len("-column")].replace("-", "_")] = _index(value)
+        elif key in ("train", "dev", "test", "task", "name"):
+            stage[key] = value
+        elif key == "dev-fraction":
+            stage["dev_fraction"] = float(value)
+        elif key == "header":
+            stage["data"]["header"] = value.lower() not in ("false", "no", "0")
+        elif key in ("format", "delimiter"):
+            stage["data"][key] = _delimiter(value) if key == "delimiter" else value
+        else:
+            known = [*STAGE_KEYS, *(f"{r}-column" for r in roles)]
+            raise ConfigError(f"a stage has no key {key!r}{closest(key, known)}; keys: {', '.join(known)}")
+    if "train" not in stage or "task" not in stage:
+        raise ConfigError(f"a file stage needs train=FILE and task=TASK, got {text!r}")
+    return stage
+
+
 def _index(value: str):
     return int(value) if value.lstrip("-").isdigit() else value
 
@@ -183,8 +224,6 @@ def run(args) -> int:
         raise ConfigError("give --then (two-stage) or --also (multi-task), not both")
     if bool(args.dataset) == bool(args.train):
         raise ConfigError("give your training file (--train FILE --task TASK) or a named set (--dataset NAME)")
-    if args.train and (args.then or args.also):
-        raise ConfigError("--then / --also combine named data sets; with --train fine-tune one file at a time")
     if args.init == "pretrained" and not args.model_dir:
         raise ConfigError("give MODEL_DIR, or --init random --preset NAME --tokenizer FILE")
     if args.init == "random" and args.model_dir:
@@ -194,18 +233,23 @@ def run(args) -> int:
     name = args.dataset or Path(args.train).stem
     out = claim_run_dir(Path(args.out or Path("runs") / f"ft-{name}"), args.resume)
     common = dict(progress=not args.no_progress, data_dir=args.data_dir, max_eval=args.max_eval, resume=args.resume)
+    columns, data = file_args(args)
+    first = args.dataset or dict(train=args.train, dev=args.dev, test=args.test, task=args.task, columns=columns,
+                                 data=data, dev_fraction=args.dev_fraction)
     if args.also:
-        summary = ft.multitask(args.model_dir, [args.dataset, *args.also], out, s["train"], strategy,
-                               args.max_train, args.mix, options={n: s["task"] for n in [args.dataset, *args.also]},
-                               **common)
+        stages = [first, *(stage_arg(a) for a in args.also)]
+        names = [st if isinstance(st, str) else Path(st["train"]).stem for st in stages]
+        summary = ft.multitask(args.model_dir, stages, out, s["train"], strategy, args.max_train, args.mix,
+                               options={n: s["task"] for n in names}, **common)
         results = {name: t["eval"] for name, t in summary["tasks"].items()}
     elif args.then:
-        summary = ft.two_stage(args.model_dir, args.dataset, args.then, out, s["train"], strategy,
+        second = stage_arg(args.then)
+        summary = ft.two_stage(args.model_dir, first, second, out, s["train"], strategy,
                                options=s["task"], max_train=args.max_train, eval_split=args.eval_split, **common)
-        results = {f"stage1 {args.dataset}": summary["stage1"]["eval"],
-                   f"stage2 {args.then}": summary["stage2"]["eval"]}
+        results = {f"stage1 {name}": summary["stage1"]["eval"],
+                   f"stage2 {Path(second['train']).stem if isinstance(second, dict) else second}":
+                   summary["stage2"]["eval"]}
     else:
-        columns, data = file_args(args)
         files = dict(train=args.train, dev=args.dev, test=args.test, task=args.task, columns=columns, data=data,
                      dev_fraction=args.dev_fraction, class_weights=args.class_weights) if args.train else {}
         summary = ft.finetune(args.model_dir, args.dataset, out, s["train"], s["task"], strategy, args.max_train,

@@ -16,7 +16,7 @@ VERBS = {
     "tag": ("token-classification", "find entities in texts with a tagging model"),
     "answer": ("question-answering", "extract the answer to a question from a context"),
     "embed": ("feature-extraction", "sentence vectors (mean or CLS pooling), printed as JSON"),
-    "translate": ("translation", "translate with an encoder-decoder model"),
+    "translate": ("translation", "translate with an encoder-decoder model or a UniLM-style encoder (prefix LM)"),
 }
 
 
@@ -68,6 +68,8 @@ def add_parser(sub) -> None:
             p.add_argument("--num-beams", type=int, default=4)
             p.add_argument("--repetition-penalty", type=float, default=1.0)
             p.add_argument("--seed", type=int)
+            p.add_argument("--mem-len", type=int, default=0,
+                           help="Transformer-XL models: recurrence memory length (0: the model's mem_len)")
         p.set_defaults(run=run, pipeline_task=task, verb_name=verb)
 
 
@@ -140,7 +142,7 @@ def _rows(verb, pipe, batch, args) -> list[dict]:
     if verb == "generate":
         out = pipe(batch, max_new_tokens=args.max_new_tokens, strategy=args.strategy, temperature=args.temperature,
                    top_k=args.top_k, top_p=args.top_p, num_beams=args.num_beams,
-                   repetition_penalty=args.repetition_penalty, seed=args.seed)
+                   repetition_penalty=args.repetition_penalty, seed=args.seed, mem_len=args.mem_len)
         return [{"text": t, "generated": g} for t, g in zip(batch, out)]
     if verb == "classify":
         return [{"text": t if isinstance(t, str) else list(t), "label": best[0]["label"],
