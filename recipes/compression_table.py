@@ -128,7 +128,7 @@ def main() -> None:
         elif name == "int8-static":
             data = R.load_labeled("sst2", teacher, tok, opts, max_train=256)
             batches = [data.task.transform({"examples": data.train[i:i + 32]}) for i in range(0, 256, 32)]
-            model, mdir = Q.static(teacher, batches, lambda m, b: data.task.module_class(m)(b)), None
+            model, mdir = Q.static(teacher, batches, lambda m, b, task=data.task: task.module_class(m)(b)), None
             notes["calibration_examples"] = 256
         elif name.startswith("heads-"):
             P.heads(teacher_dir, "sst2", run, fraction=int(name[6:]) / 100, batches=8, max_eval=32)

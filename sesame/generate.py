@@ -160,7 +160,8 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     config = (config or GenerateConfig()).replace(**overrides) if overrides else (config or GenerateConfig())
     if input_ids.dim() != 2 or input_ids.shape[1] == 0:
         raise ShapeError(f"input_ids must be a non-empty (batch, length) tensor, got {tuple(input_ids.shape)}")
-    if attention_mask is not None and (model.config.arch == "decoder" or prefix_lm) and not bool(attention_mask[:, -1].all()):
+    causal_prompt = model.config.arch == "decoder" or prefix_lm
+    if causal_prompt and attention_mask is not None and not bool(attention_mask[:, -1].all()):
         raise ShapeError("batched prompts must be LEFT-padded for generation (the last column must be real tokens)")
     model.eval()
     if start_id is None:

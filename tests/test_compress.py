@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from sesame.compress import losses
-from sesame.compress.distill import DistillConfig, DistillModule, DistillTask, check_tokenizers, uniform_map
+from sesame.compress.distill import DistillConfig, DistillModule, check_tokenizers, uniform_map
 from sesame.compress.surgery import head_importance, head_mask, keep_layers, least_important, prune_heads
 from sesame.config import ModelConfig
 from sesame.errors import ConfigError, TokenizerError
@@ -370,7 +370,6 @@ def test_cli_distill_prune_theseus_and_quantize_run_on_sst2(teacher, data_dir, t
 
 def test_the_accuracy_check_compares_real_metrics(teacher, data_dir, monkeypatch):
     from sesame.compress import quantize as Q
-    from sesame.compress import run as R
 
     r = Q.quantize(teacher, "sst2", "dynamic", max_eval=24, max_train=16, check=True, data_dir=data_dir)
     acc = r["fp32"]["dev"]["metrics"]["accuracy"]

@@ -128,7 +128,7 @@ def test_tiny_pretraining_on_real_text_lowers_the_loss(shared_data):
     opt = torch.optim.AdamW(module.parameters(), lr=1e-2)
     rng = np.random.default_rng(0)
     losses = []
-    for step in range(25):
+    for _ in range(25):
         rows = windows[rng.integers(0, len(windows), 8)]
         out = module(task.transform({"input_ids": rows}, rng))
         loss = out.loss / out.count

@@ -3,7 +3,6 @@ cache on = cache off = the training forward, refusals at build, and a tiny UniLM
 pre-trained, fine-tuned with `sesame finetune --train` and run with `sesame translate`."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path

@@ -77,13 +77,17 @@ class Seq2SeqModule(TaskModule):
         out = self.model(batch["input_ids"], batch["attention_mask"], decoder_input_ids=batch["decoder_input_ids"],
                          decoder_attention_mask=batch["decoder_attention_mask"], select=select)
         logits = out.logits["lm"]
-        count = int(select.sum())
-        if not count:
-            return TaskOutput(zero_loss(logits), 0, {})
-        target = labels[select]
-        loss = F.cross_entropy(logits.float(), target, reduction="sum")
-        correct = (logits.argmax(-1) == target).sum().item()
-        return TaskOutput(loss, count, {"token_accuracy": (correct, count)})
+        return _token_output(logits, labels[select])
+
+
+def _token_output(logits: torch.Tensor, target: torch.Tensor) -> TaskOutput:
+    """Summed cross-entropy and token accuracy over the selected positions' logits."""
+    count = target.numel()
+    if not count:
+        return TaskOutput(zero_loss(logits), 0, {})
+    loss = F.cross_entropy(logits.float(), target, reduction="sum")
+    correct = (logits.argmax(-1) == target).sum().item()
+    return TaskOutput(loss, count, {"token_accuracy": (correct, count)})
 
 
 class PrefixLMModule(TaskModule):
@@ -96,13 +100,7 @@ class PrefixLMModule(TaskModule):
         out = self.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], layout=layout,
                          select=select)
         logits = out.logits["mlm"]
-        count = int(select.sum())
-        if not count:
-            return TaskOutput(zero_loss(logits), 0, {})
-        target = labels[select]
-        loss = F.cross_entropy(logits.float(), target, reduction="sum")
-        correct = (logits.argmax(-1) == target).sum().item()
-        return TaskOutput(loss, count, {"token_accuracy": (correct, count)})
+        return _token_output(logits, labels[select])
 
 
 def join_cjk(text: str) -> str:
