@@ -92,6 +92,45 @@ def test_cosine_mse_and_attention_mse_equal_a_hand_computation():
     assert losses.attention_mse(a, b, valid).item() == pytest.approx((1 + 4 + 0 + 0) / 4, rel=1e-6)
 
 
+def test_minilm_value_relation_equals_a_hand_computation(tok, batch):
+    vs = torch.tensor([[[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]]])  # (B 1, H 1, T 3, D 2); token 3 is padding
+    vt = torch.tensor([[[[1.0, 1.0], [0.0, 2.0], [0.0, 0.0]]]])
+    valid = torch.tensor([[True, True, False]])
+
+    def relation(v):  # softmax over the two real keys of v_i . v_j / sqrt(2)
+        rows = []
+        for i in range(2):
+            e = [math.exp(sum(a * b for a, b in zip(v[i], v[j])) / math.sqrt(2)) for j in range(2)]
+            rows.append([x / sum(e) for x in e])
+        return rows
+
+    rs, rt = relation(vs[0, 0].tolist()), relation(vt[0, 0].tolist())
+    got = losses.value_relation(vs, valid)[0, 0]
+    assert got[:2, :2].flatten().tolist() == pytest.approx(sum(rs, []), rel=1e-6)
+    assert got[:, 2].abs().max().item() == 0.0  # the padded key
+    kl = sum(b * math.log(b / a) for row_s, row_t in zip(rs, rt) for a, b in zip(row_s, row_t)) / 2
+    hand = losses.relation_kl(losses.value_relation(vs, valid), losses.value_relation(vt, valid), valid)
+    assert hand.item() == pytest.approx(kl, rel=1e-6)
+    # in a distillation module the term reads the last layers' real value vectors
+    module = distill_pair(tok, {"method": "kd", "kd": 0.0, "hard": 0.0, "value_relation": 1.0})
+    module.eval()
+    out = module(batch)
+    args = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    keep = batch["labels"] != -100
+    real = batch["attention_mask"].bool()
+
+    def values(model):  # the last layer's value projection of its input, by hand
+        attn = model.body.layers[-1].attn
+        x = model(*args, output_hidden_states=True).hidden_states[-2]
+        v = x @ attn.qkv.weight[-attn.heads * attn.dim:].T + attn.qkv.bias[-attn.heads * attn.dim:]
+        return v.view(*x.shape[:2], attn.heads, attn.dim).transpose(1, 2)
+
+    want = losses.relation_kl(losses.value_relation(values(module.student), real),
+                              losses.value_relation(values(module.teacher), real), real, keep)
+    assert out.metrics["loss_value_relation"][0] == pytest.approx(want.item(), rel=1e-5)
+    assert out.loss.item() == pytest.approx(want.item(), rel=1e-5) and want.item() > 0
+
+
 def test_uniform_layer_map_and_impossible_maps():
     assert uniform_map(3, 6) == [2, 4, 6]
     assert uniform_map(4, 12) == [3, 6, 9, 12]
@@ -187,7 +226,7 @@ def test_pruned_heads_equal_masked_heads_and_survive_save_load(tok, task, batch,
     from sesame.errors import ConversionError
     from sesame.models.hf import to_hf
 
-    with pytest.raises(ConversionError, match="head"):
+    with pytest.raises(ConversionError, match="transformers 5 removed head pruning"):
         loaded.config = loaded.config.replace(family="bert")
         to_hf(loaded, tmp_path / "hf")
 

@@ -10,7 +10,8 @@ gradient) and the student; the trainer sees one module and one summed loss.
          + embed · MSE(E_s W_e, E_t)                                       (TinyBERT)
          + hidden · Σ_m MSE(H_s^m W_h, H_t^g(m))                           (TinyBERT)
          + attention · Σ_m MSE(A_s^m, A_t^g(m))  on pre-softmax scores     (TinyBERT)
-         + relation · KL(attention probs of the last layers)               (MiniLM, attention part)
+         + relation · KL(attention probs of the last layers)               (MiniLM, attention)
+         + value_relation · KL(softmax(V Vᵀ/√d) of the last layers)        (MiniLM, values)
 
 ``g`` maps student layer m (1..M) to a teacher layer (uniform ``m·N/M`` by default);
 ``W``, ``W_e``, ``W_h`` are learned projections, present only when the widths differ.
@@ -48,6 +49,7 @@ METHODS = {
     "tinybert-task": {"kd": 0.0, "hard": 0.0, "embed": 1.0, "hidden": 1.0, "attention": 1.0, "pred": 1.0},
 }
 INITS = ("random", "every_other")
+WEIGHTS = ("hard", "kd", "pred", "cos", "embed", "hidden", "attention", "relation", "value_relation")
 
 
 @dataclasses.dataclass
@@ -66,6 +68,7 @@ class DistillConfig(Section):
     hidden: float | None = None  # TinyBERT per-layer hidden-state MSE
     attention: float | None = None  # TinyBERT per-layer attention-score MSE
     relation: float | None = None  # MiniLM: KL between the last layers' attention distributions
+    value_relation: float | None = None  # MiniLM: KL between the last layers' value relations
     layer_map: list[int] | None = None  # teacher layer (1..N) for each student layer; default uniform
     init: str | None = None  # random | every_other (DistilBERT: the student copies teacher layers 0, 2, 4, ...)
 
@@ -75,7 +78,7 @@ class DistillConfig(Section):
             choice("distill.init", self.init, INITS)
         if self.temperature <= 0:
             raise ConfigError(f"distill.temperature = {self.temperature} must be positive")
-        for name in ("hard", "kd", "pred", "cos", "embed", "hidden", "attention", "relation"):
+        for name in WEIGHTS:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"distill.{name} = {value} must be >= 0")
@@ -89,7 +92,7 @@ class DistillConfig(Section):
         return self.init or METHODS[self.method].get("init", "random")
 
     def weights(self) -> dict[str, float]:
-        return {n: self.weight(n) for n in ("hard", "kd", "pred", "cos", "embed", "hidden", "attention", "relation")}
+        return {n: self.weight(n) for n in WEIGHTS}
 
 
 def uniform_map(student_layers: int, teacher_layers: int) -> list[int]:
@@ -158,16 +161,18 @@ class DistillModule(nn.Module):
                                           or not all(1 <= g <= ts.layers for g in cfg.layer_map)):
             raise ConfigError(f"distill.layer_map = {cfg.layer_map} must name a teacher layer in 1..{ts.layers} "
                               f"for each of the student's {ss.layers} layers")
-        if self.w["attention"] or self.w["relation"]:
+        relational = self.w["relation"] or self.w["value_relation"]
+        if self.w["attention"] or relational:
             t_heads = [b.attn.heads for b in teacher.body.layers]
             s_heads = [b.attn.heads for b in student.body.layers]
             pairs = list(zip(range(ss.layers), self.layer_map)) if self.w["attention"] else []
-            pairs += [(ss.layers - 1, ts.layers)] if self.w["relation"] else []
+            pairs += [(ss.layers - 1, ts.layers)] if relational else []
             bad = [(m + 1, g) for m, g in pairs if s_heads[m] != t_heads[g - 1]]
             if bad:
                 raise ConfigError(f"attention losses compare head by head, but student/teacher layers {bad} have "
                                   f"different head counts (student {s_heads}, teacher {t_heads}); give the student "
-                                  "the teacher's head count or set distill.attention = distill.relation = 0")
+                                  "the teacher's head count or set distill.attention = distill.relation = "
+                                  "distill.value_relation = 0")
         project = ss.hidden != ts.hidden
         self.hidden_proj = nn.Linear(ss.hidden, ts.hidden) if project and (layered or self.w["cos"]) else None
         self.embed_proj = nn.Linear(ss.hidden, ts.hidden) if project and self.w["embed"] else None
@@ -187,7 +192,7 @@ class DistillModule(nn.Module):
         keep = labels != IGNORE
         select = keep if token_level and self.head is not None else None
         states = bool(w["cos"] or w["embed"] or w["hidden"])
-        maps = bool(w["attention"] or w["relation"])
+        maps = bool(w["attention"] or w["relation"] or w["value_relation"])
         args = (batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"))
         s = self.student(*args, select=select, output_hidden_states=states, output_attentions=maps)
         with torch.no_grad():
@@ -225,6 +230,14 @@ class DistillModule(nn.Module):
                                                           valid, weights) for m, g in enumerate(self.layer_map))
         if w["relation"]:
             terms["relation"] = losses.relation_kl(s.attentions[-1].probs, t.attentions[-1].probs, valid, weights)
+        if w["value_relation"]:
+            sv, tv = s.attentions[-1].values, t.attentions[-1].values
+            if sv is None or tv is None or sv.shape[1] != s.attentions[-1].probs.shape[1] \
+                    or tv.shape[1] != t.attentions[-1].probs.shape[1]:
+                raise ConfigError("distill.value_relation needs one value vector per attention head in the last "
+                                  "layers (no grouped-query attention, no relative values); set it to 0")
+            terms["value_relation"] = losses.relation_kl(losses.value_relation(sv, valid),
+                                                         losses.value_relation(tv, valid), valid, weights)
         if not terms:
             raise ConfigError("every distillation weight is 0; set at least one (distill.kd, hard, cos, ...)")
         loss = sum(w[n] * v for n, v in terms.items())
@@ -321,7 +334,8 @@ def distill(teacher_dir, student, run_dir, cfg: DistillConfig | dict | None = No
         task = labeled.task
         if task.head not in teacher.heads or (task.needs_labels and labels != labeled.labels):
             raise ConfigError(f"the teacher {teacher_dir} has no `{task.head}` head trained on {dataset}'s labels "
-                              f"{labeled.labels}; fine-tune it first: sesame finetune {teacher_dir} --dataset {dataset}")
+                              f"{labeled.labels}; fine-tune it first: sesame finetune {teacher_dir} "
+                              f"--dataset {dataset}")
         task.wrap(teacher)
         student = task.wrap(student).model
         module = DistillModule(teacher, student, cfg, task.head)

@@ -6,6 +6,8 @@
 - ``cosine``: DistilBERT's 1 − cos(h_s, h_t) between hidden vectors.
 - ``mse``: TinyBERT's mean squared error (embeddings, hidden states, attention scores).
 - ``relation_kl``: MiniLM's KL between self-attention distributions of the last layer.
+- ``value_relation``: MiniLM's value relation softmax(V Vᵀ / √d) per head, whose KL
+  ``relation_kl`` then takes.
 
 ``weights`` (rows): how much each row counts (e.g. its number of targets), so the sum of
 per-row means stays exact under gradient accumulation."""
@@ -69,3 +71,12 @@ def relation_kl(student: torch.Tensor, teacher: torch.Tensor, pad: torch.Tensor,
     t = teacher.float()
     kl = (t * (t.clamp(min=1e-12).log() - s)).sum(-1).mean(1)  # (B, T)
     return _per_row(kl, pad, weights)
+
+
+def value_relation(values: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+    """MiniLM's value relation of (B, H, T, D) value vectors: softmax over the real keys of
+    V Vᵀ / √D, (B, H, T, T); padded keys get probability 0."""
+    v = values.float()
+    scores = v @ v.transpose(-1, -2) / v.shape[-1] ** 0.5
+    scores = scores.masked_fill(~pad[:, None, None, :], float("-inf"))
+    return torch.softmax(scores, -1).nan_to_num(0.0)

@@ -228,7 +228,8 @@ def layers(model_dir, dataset: str, run_dir, remove: int, *, batches: int = 8, b
     run_dir = Path(run_dir)
     model, tok, labeled, module = _load(model_dir, dataset, max_train, max_eval, data_dir)
     if not 0 < remove < model.config.layers:
-        raise ConfigError(f"cannot remove {remove} of {model.config.layers} layers; remove 1..{model.config.layers - 1}")
+        raise ConfigError(f"cannot remove {remove} of {model.config.layers} layers; "
+                          f"remove 1..{model.config.layers - 1}")
     data = [labeled.task.transform({"examples": labeled.train[i:i + batch_size]})
             for i in range(0, min(len(labeled.train), batches * batch_size), batch_size)]
     scores = layer_importance(module, model, data)

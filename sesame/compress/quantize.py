@@ -194,7 +194,8 @@ def quantize(model_dir, dataset: str, method: str, run_dir=None, *, calibration:
         qmodel = dynamic(model)
     elif method == "static":
         examples = labeled.train[:calibration]
-        batches = [task.transform({"examples": examples[i:i + batch_size]}) for i in range(0, len(examples), batch_size)]
+        batches = [task.transform({"examples": examples[i:i + batch_size]})
+                   for i in range(0, len(examples), batch_size)]
         qmodel = static(model, batches, lambda m, b: task.module_class(m)(b))
         summary["calibration_examples"] = len(examples)
     else:

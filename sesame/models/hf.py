@@ -220,8 +220,10 @@ def to_hf(model: Model, out: str | Path, tokenizer_dir: str | Path | None = None
         )
     if model.config.head_counts is not None:
         raise ConversionError(
-            f"this model has pruned attention heads (model.head_counts = {model.config.head_counts}); the export "
-            "does not write Hugging Face's pruned_heads yet, so it cannot be converted; keep it in sesame's format"
+            f"this model has pruned attention heads (model.head_counts = {model.config.head_counts}), and "
+            "transformers 5 removed head pruning (no config.pruned_heads, no prune_heads): its models build "
+            "num_attention_heads heads in every layer, so the export could not compute what this model does; "
+            "keep it in sesame's format"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out) as tmp:

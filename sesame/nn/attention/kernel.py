@@ -23,10 +23,12 @@ from sesame.errors import ConfigError
 class AttentionMap:
     """One layer's attention: ``probs`` (B, H, Tq, Tk), rows summing to 1 (0 for a
     row that may attend to nothing); ``scores`` the scaled pre-softmax logits
-    (bias included, masked entries -inf), or None for kernels without logits."""
+    (bias included, masked entries -inf), or None for kernels without logits; ``values``
+    the layer's value vectors (B, Hkv, Tk, D), filled in by the attention layer."""
 
     probs: torch.Tensor
     scores: torch.Tensor | None = None
+    values: torch.Tensor | None = None
 
 
 def dense_attention(q, k, v, layout, bias, scale: float, dropout: float = 0.0):

@@ -69,6 +69,7 @@ class SelfAttention(nn.Module):
             out = self.kernel(q, k, v, layout, bias, **extra)
         else:
             out, amap = self.kernel.attend_with_map(q, k, v, layout, bias, **extra)
+            amap.values = v if amap.values is None else amap.values  # MiniLM's value relation reads them
             maps.append(amap)
         return self.out(out.transpose(1, 2).reshape(b, t, self.heads * self.dim))
 
