@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ RUNS = ROOT / "runs" / "compression"
 METHODS = ["teacher", "int8-dynamic", "int8-static", "int8-qat", "heads-25", "heads-50", "layers-3", "baseline-3",
            "kd-3", "tinybert-3", "tinybert2-3", "theseus-3", "magnitude-50", "magnitude-90", "layerdrop-half"]
 # the general-distillation corpus of the two-stage TinyBERT row (tinybert2-3)
-CORPUS = ROOT.parent / "shared" / "data" / "corpora" / "en" / "wikitext-2" / "valid.txt"
+CORPUS = ROOT / ".." / "shared" / "data" / "corpora" / "en" / "wikitext-2" / "valid.txt"
 
 
 def where(dataset: str) -> tuple[Path, Path]:
@@ -42,7 +43,7 @@ def cli(*argv: str) -> list[str]:
     """Run ``sesame ARGV`` in this process (one thread already set); returns the argv."""
     from sesame.cli.main import main
 
-    argv = [str(a) for a in argv]
+    argv = [str(a.relative_to(ROOT)) if isinstance(a, Path) and a.is_relative_to(ROOT) else str(a) for a in argv]
     print("$ sesame " + " ".join(a if a and " " not in a else repr(a) for a in argv), flush=True)
     if main(argv) != 0:
         sys.exit(f"sesame {argv[0]} failed")
@@ -116,8 +117,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--teacher-steps", type=int, default=150)
     p.add_argument("--table", action="store_true", help="only rebuild table.md from the JSON files")
+    p.add_argument("--retime", action="store_true",
+                   help="time measured rows again, each right after the teacher (adds `retimed` to their JSON)")
     args = p.parse_args()
     ds = args.dataset
+    os.chdir(ROOT)  # the CLI commands recorded in the JSON name paths from the repository root
     out_dir, runs = where(ds)
     if args.table:
         return table(out_dir)
@@ -135,7 +139,9 @@ def main() -> None:
     task_sets = ["--set", "task.max_length=64"] if ds == "sst2" else []
     if not teacher_dir.is_dir():
         t0 = time.perf_counter()
-        finetune(minilm(), ds, runs / "teacher", train(args.teacher_steps), opts, progress=False)
+        # CoNLL's full dev and test are scored once, by measure(); SST-2's teacher was made without max_eval
+        finetune(minilm(), ds, runs / "teacher", train(args.teacher_steps), opts, progress=False,
+                 max_eval=None if ds == "sst2" else 32)
         print(f"teacher fine-tuned in {time.perf_counter() - t0:.0f}s", flush=True)
     teacher, tok, _ = load_any(teacher_dir)
     labeled = R.load_labeled(ds, teacher, tok, opts, splits=())
@@ -144,12 +150,14 @@ def main() -> None:
     rows = dev_texts(tok, ds, 64 if ds == "sst2" else 128)
     steps = train(args.steps)
     common = {"progress": False}
+    if args.retime:
+        return retime(args.methods, teacher, tok, opts, runs, rows, out_dir)
     todo = [m for m in args.methods if m != "teacher" and not (out_dir / f"{m}.json").is_file()]
     now: dict = {}
     if todo:  # speed depends on the machine's load: the teacher is timed again in every session, next to its rows
         now = {"teacher_tokens_per_s_b1": throughput(teacher, rows, 1),
                "teacher_tokens_per_s_b32": throughput(teacher, rows, 32),
-               "load_average_1min": round(__import__("os").getloadavg()[0], 2)}
+               "load_average_1min": round(os.getloadavg()[0], 2)}
         if (out_dir / "teacher.json").is_file():  # a retrained teacher: is it the measured one?
             now["teacher_dev"] = R.evaluate(labeled, teacher)["dev"]["metrics"]
             print("teacher again:", now, flush=True)
@@ -169,9 +177,7 @@ def main() -> None:
         elif name == "int8-dynamic":  # what `sesame quantize --method dynamic` runs
             model, mdir = Q.dynamic(teacher), None
         elif name == "int8-static":
-            data = R.load_labeled(ds, teacher, tok, opts, max_train=256)
-            batches = [data.task.transform({"examples": data.train[i:i + 32]}) for i in range(0, 256, 32)]
-            model, mdir = Q.static(teacher, batches, lambda m, b, task=data.task: task.module_class(m)(b)), None
+            model, mdir = static_int8(teacher, tok, ds, opts), None
             notes["calibration_examples"] = 256
         elif name == "int8-qat":  # `sesame quantize --method qat --out RUN` runs this; it keeps the int8 model
             r = Q.quantize(teacher_dir, ds, "qat", run, train=steps, max_eval=32, check=False, progress=False)
@@ -192,11 +198,11 @@ def main() -> None:
             notes["cli"] = cli(*distill, "--student", "", "--method", cfg["method"], *sets)
             notes.update(train_steps=args.steps, distill=cfg, student_init="teacher layers 0, 2, 4")
         elif name == "tinybert2-3":  # TinyBERT's two stages: general (corpus, pre-trained teacher), then task
+            first = runs / f"{name}-general"
             general = ["distill", minilm(), "--corpus", CORPUS, "--student", "", "--method", "tinybert-general",
-                       "--set", "distill.init=every_other", "--set", "data.seq_len=64", "--out", run / "general",
+                       "--set", "distill.init=every_other", "--set", "data.seq_len=64", "--out", first,
                        "--no-progress", *train_sets(steps)]
-            notes["cli"] = [cli(*general), cli(*distill, "--student", run / "general" / "model",
-                                               "--method", "tinybert-task")]
+            notes["cli"] = [cli(*general), cli(*distill, "--student", first / "model", "--method", "tinybert-task")]
             notes.update(train_steps=f"{args.steps} general (wikitext-2 valid, seq 64, pre-trained MiniLM teacher) "
                                      f"+ {args.steps} task", student_init="pre-trained MiniLM layers 0, 2, 4")
         elif name.startswith("magnitude-"):
@@ -221,6 +227,46 @@ def main() -> None:
     table(out_dir)
 
 
+def static_int8(teacher, tok, ds: str, opts: dict):
+    from sesame.compress import quantize as Q
+    from sesame.compress import run as R
+
+    data = R.load_labeled(ds, teacher, tok, opts, max_train=256)
+    batches = [data.task.transform({"examples": data.train[i:i + 32]}) for i in range(0, 256, 32)]
+    return Q.static(teacher, batches, lambda m, b, task=data.task: task.module_class(m)(b))
+
+
+def retime(methods, teacher, tok, opts: dict, runs: Path, rows, out_dir: Path) -> None:
+    """Speed of measured rows again, each cell right after the same cell of the teacher, so
+    both see the same load: the saved models, and the int8 rows rebuilt from the teacher."""
+    from sesame.compress import quantize as Q
+    from sesame.pipelines import load_any
+
+    for name in methods:
+        path = out_dir / f"{name}.json"
+        if name == "teacher" or not path.is_file():
+            continue
+        if name == "int8-dynamic":
+            model = Q.dynamic(teacher)
+        elif name == "int8-static":
+            model = static_int8(teacher, tok, json.loads(path.read_text()).get("dataset", "sst2"), opts)
+        elif (runs / name / "model").is_dir() and name != "int8-qat":  # QAT's model/ holds its float weights
+            model = load_any(runs / name / "model")[0]
+        else:
+            print(f"{name}: no saved model to time again (the int8 QAT model is not saved); skipped", flush=True)
+            continue
+        cells = {}
+        for b in (1, 32):
+            cells[f"teacher_tokens_per_s_b{b}"] = throughput(teacher, rows, b)
+            cells[f"tokens_per_s_b{b}"] = throughput(model, rows, b)
+        cells["load_average_1min"] = round(os.getloadavg()[0], 2)
+        result = json.loads(path.read_text())
+        result["retimed"] = cells
+        path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        print(name, "retimed", cells, flush=True)
+    table(out_dir)
+
+
 def table(out_dir: Path) -> None:
     from sesame.compress.run import primary
 
@@ -242,11 +288,14 @@ def table(out_dir: Path) -> None:
         if name.startswith("int8"):  # int8 linears hold packed weights, not parameters: same count as fp32
             r = {**r, "parameters": t["parameters"], "nonzero_parameters": t["nonzero_parameters"]}
         note = f"{r['train_steps']} steps" if isinstance(r.get("train_steps"), int) else (r.get("train_steps") or "")
-        # speed ratios against the teacher timed in the same session where the row has that (same load)
-        ref = r.get("same_session") or {}
+        # speed ratios against the teacher timed right before each cell (--retime, mark †), else in the
+        # same session (*), else the teacher row
+        ref, mark = r.get("same_session") or {}, "*" if r.get("same_session") else ""
+        if r.get("retimed"):
+            ref, mark = r["retimed"], "†"
+            r = {**r, "tokens_per_s_b1": ref["tokens_per_s_b1"], "tokens_per_s_b32": ref["tokens_per_s_b32"]}
         b1, b32 = ref.get("teacher_tokens_per_s_b1", t["tokens_per_s_b1"]), ref.get("teacher_tokens_per_s_b32",
                                                                                     t["tokens_per_s_b32"])
-        mark = "*" if ref else ""
         scores = " | ".join(f"{100 * r[s][metric]:.1f} | {r[s][metric] / t[s][metric]:.3f}" for s in splits)
         lines.append(f"| {name} | {r['parameters'] / 1e6:.2f}M ({r['nonzero_parameters'] / 1e6:.2f}M) | {mb:.1f} | "
                      f"{r['tokens_per_s_b1']:.0f} ({r['tokens_per_s_b1'] / b1:.2f}x{mark}) | "
