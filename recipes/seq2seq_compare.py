@@ -188,13 +188,14 @@ def distinct(evals: dict) -> int | None:
     return len({json.loads(x)["hypothesis"] for x in lines})
 
 
-def spread(values: list[float]) -> str:
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.2f}"
+def spread(values: list[float], digits: int = 2) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
 
 
 def table(rows: list[dict], split: str) -> str:
-    lines = [f"| data set | pre-training | {split} BLEU | {split} chrF | per seed (BLEU / chrF) |",
-             "|---|---|---:|---:|---|"]
+    lines = [f"| data set | pre-training | {split} BLEU | {split} chrF | fine-tuning train loss (last 3 logs) | "
+             "per seed (BLEU / chrF) |", "|---|---|---:|---:|---:|---|"]
     for dataset in sorted({r["dataset"] for r in rows}):
         for arm in ARMS:
             runs = sorted((r for r in rows if r["dataset"] == dataset and r["pretraining"] == arm),
@@ -204,7 +205,8 @@ def table(rows: list[dict], split: str) -> str:
             bleu = [100 * r["scores"][split]["bleu"] for r in runs]
             chrf = [100 * r["scores"][split]["chrf"] for r in runs]
             each = ", ".join(f"{b:.2f} / {c:.2f}" for b, c in zip(bleu, chrf))
-            lines.append(f"| {dataset} | {arm} | {spread(bleu)} | {spread(chrf)} | {each} |")
+            loss = spread([r["final_train_loss"] for r in runs], 3)
+            lines.append(f"| {dataset} | {arm} | {spread(bleu)} | {spread(chrf)} | {loss} | {each} |")
     return "\n".join(lines)
 
 
