@@ -110,7 +110,11 @@ class Classification(FinetuneTask):
     def predict(self, module: ClassificationModule, examples: Sequence[TextExample],
                 batch_size: int = 32) -> torch.Tensor:
         """(N, num_labels) logits, on the CPU."""
-        feats = self.features(examples)
+        return self.predict_features(module, self.features(examples), batch_size)
+
+    def predict_features(self, module: ClassificationModule, feats: Sequence[dict],
+                         batch_size: int = 32) -> torch.Tensor:
+        """(N, num_labels) logits of ready features (``input_ids``, ``token_type_ids``, ``label``)."""
         out = []
         with inference(module):
             for _, batch in self.batches(feats, batch_size):
