@@ -196,6 +196,41 @@ def test_longformer_packed_documents_stay_inside_their_document():
         close(out[:1, :, 6:], second)
 
 
+@pytest.mark.parametrize("name", ["linear", "performer"])
+def test_linear_kernels_packed_documents_equal_each_document_alone(name):
+    """Ten chunks of 3 (every doubling step of the segmented scan), documents that
+    cross several chunks, end on a chunk boundary or inside one, and padding."""
+    t = 29
+    q, k, v = qkv(5, t)
+    docs = torch.tensor([[0] * 2 + [1] * 17 + [2] * 3 + [3] * 7, [0] * 12 + [1] + [2] * 14 + [-1] * 2])
+    padding = docs >= 0
+    ker = kernel(name, {"chunk": 3, **({"features": 32} if name == "performer" else {})})
+    for causal in (False, True):
+        out = ker(q, k, v, Layout(causal=causal, doc_ids=docs, key_padding=padding))
+        close(out.transpose(1, 2)[padding], ker.attend_with_map(
+            q, k, v, Layout(causal=causal, doc_ids=docs, key_padding=padding))[0].transpose(1, 2)[padding])
+        for row in range(B):
+            for d in docs[row].unique().tolist():
+                if d < 0:
+                    continue
+                at = (docs[row] == d).nonzero()[:, 0]
+                part = slice(int(at[0]), int(at[-1]) + 1)
+                alone = ker(q[row:row + 1, :, part], k[row:row + 1, :, part], v[row:row + 1, :, part],
+                            Layout(causal=causal))
+                close(out[row:row + 1, :, part], alone)
+    model = build_model(decoder(name, position="rotary"), needed={"causal", "documents"}).eval()
+    ids, docs = torch.randint(0, 50, (1, 11)), torch.tensor([[0] * 7 + [1] * 4])
+    positions = torch.tensor([list(range(7)) + list(range(4))])
+    with torch.no_grad():  # a packed clm decoder: each document as if alone
+        packed = model(ids, layout=Layout(causal=True, doc_ids=docs), positions=positions).logits["lm"]
+        close(packed[:, :7], model(ids[:, :7]).logits["lm"])
+        close(packed[:, 7:], model(ids[:, 7:]).logits["lm"])
+    with pytest.raises(ConfigError, match="cannot decode packed documents"):
+        model.body.layers[0].attn.kernel.step(q, k, v, Layout(causal=True, doc_ids=docs), LayerCache())
+    with pytest.raises(ConfigError, match="cannot honour documents .its buckets or projections"):
+        build_model(config("lsh", arch="decoder", heads=["lm"]), needed={"causal", "documents"})
+
+
 # ---- padding and fully masked rows -------------------------------------------
 @pytest.mark.parametrize("name", KERNELS)
 def test_fully_masked_rows_are_zeros_and_gradients_finite(name):

@@ -25,7 +25,8 @@ class Layout:
     """Attention structure for one forward pass.
 
     ``key_padding``: (B, Tk) bool, True at real tokens. ``doc_ids``: (B, Tk) int,
-    queries attend only within their document. ``prefix_len``: (B,) int, keys
+    queries attend only within their document (a document is a run of equal ids,
+    as packing writes them; the linear kernels read runs, not id equality). ``prefix_len``: (B,) int, keys
     before it are visible to every query (UniLM seq2seq / prefix LM).
     ``mask``: explicit (B|1, H|1, Tq, Tk) bool. ``q_offset``: index of the first
     query among the keys (decoding with a cache, or a recurrence memory).
