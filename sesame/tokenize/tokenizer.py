@@ -309,16 +309,20 @@ class Tokenizer:
             "train it with special tokens or add them before building model inputs"
         )
 
-    def build_inputs(self, ids_a: Sequence[int], ids_b: Sequence[int] | None = None
+    def build_inputs(self, ids_a: Sequence[int], ids_b: Sequence[int] | None = None, cls_last: bool = False
                      ) -> tuple[list[int], list[int]]:
         """``[CLS] a [SEP]`` or ``[CLS] a [SEP] b [SEP]`` (``<s>``/``</s>`` when there is
-        no [CLS]/[SEP]) and the matching token type ids."""
+        no [CLS]/[SEP]) and the matching token type ids. ``cls_last``: XLNet's
+        ``a [SEP] (b [SEP]) [CLS]``, the classification token in a segment (2) of its own."""
         start, end = self._ends()
-        ids = [start, *ids_a, end]
+        ids = [*ids_a, end] if cls_last else [start, *ids_a, end]
         types = [0] * len(ids)
         if ids_b is not None:
             ids += [*ids_b, end]
             types += [1] * (len(ids_b) + 1)
+        if cls_last:
+            ids.append(start)
+            types.append(2)
         return ids, types
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
