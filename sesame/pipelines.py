@@ -55,7 +55,7 @@ def load_any(model_dir: str | Path, weights: str = "fp32") -> tuple[Model, Token
     else:
         raise CheckpointError(f"{str(path)!r} holds neither config.toml (sesame), a training checkpoint's "
                               "state.json, nor config.json (Hugging Face)")
-    tokenizer = load_tokenizer(tok_path)
+    tokenizer = load_tokenizer(tok_path, xlnet=model.config.family == "xlnet")  # an HF XLNet's spiece.model
     check_vocab(model.config, tokenizer.vocab_size, tokenizer.special_ids, str(path),
                 pad=(path / "config.toml").is_file() or (path / "state.json").is_file())
     labels: list[str] = []

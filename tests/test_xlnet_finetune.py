@@ -16,9 +16,9 @@ from sesame.models import build_model, load_model, save_model
 from sesame.pipelines import pipeline
 from sesame.tasks import Classification, QuestionAnswering, TagExample, Tagging, TextExample
 
-QUICK = ["--set", "train.steps=12", "--set", "train.batch_size=8", "--set", "train.lr=0.01",
+QUICK = ["--set", "train.steps=8", "--set", "train.batch_size=16", "--set", "train.lr=0.02",
          "--set", "train.warmup=0", "--set", "train.log_every=1", "--set", "train.threads=1",
-         "--set", "task.max_length=48", "--no-progress"]
+         "--set", "task.max_length=32", "--no-progress"]
 
 
 def head_of(src, dst, rows: int, blank_lines: bool = False):
@@ -81,7 +81,7 @@ def test_finetune_classify_and_tag_an_xlnet(tok, base, tmp_path, shared_data):
                  "--dev", head_of(sst2 / "dev.tsv", tmp_path / "dev.tsv", 8), "--task", "classification",
                  "--out", str(run), *QUICK]) == 0
     seen = losses(run)
-    assert len(seen) == 12 and sum(seen[-3:]) / 3 < seen[0] - 0.1, seen
+    assert len(seen) == 8 and seen[-1] < seen[0] - 0.1 and max(seen[-3:]) < min(seen[:3]), seen
     lines = (sst2 / "dev.tsv").read_text().splitlines()[1:5]
     texts = [line.split("\t", 1)[1] for line in lines]
     out = tmp_path / "labels.jsonl"
@@ -91,7 +91,7 @@ def test_finetune_classify_and_tag_an_xlnet(tok, base, tmp_path, shared_data):
     labels = json.loads((run / "model" / "labels.json").read_text())
     model.eval()
     for text, row in zip(texts, rows):  # each text alone, unpadded, as XLNet reads it
-        ids = tok.encode(text).ids[:46] + [tok.sep_id, tok.cls_id]
+        ids = tok.encode(text).ids[:30] + [tok.sep_id, tok.cls_id]
         with torch.no_grad():
             probs = model(torch.tensor([ids]), None, torch.tensor([[0] * (len(ids) - 1) + [2]])
                           ).logits["classify"].softmax(-1)[0]
@@ -102,7 +102,7 @@ def test_finetune_classify_and_tag_an_xlnet(tok, base, tmp_path, shared_data):
                  "--dev", head_of(conll / "dev.txt", tmp_path / "dev.txt", 9, True), "--task", "tagging",
                  "--out", str(run), *QUICK]) == 0
     seen = losses(run)
-    assert len(seen) == 12 and sum(seen[-3:]) / 3 < seen[0] - 0.1, seen
+    assert len(seen) == 8 and seen[-1] < seen[0] - 0.1 and max(seen[-3:]) < min(seen[:3]), seen
     sentences = ["John Smith lives in New York .", "EU rejects German call to boycott British lamb .",
                  "Peter Blackburn"]
     out = tmp_path / "entities.jsonl"

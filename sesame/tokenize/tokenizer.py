@@ -403,13 +403,18 @@ def _infer_kind(backend: tokenizers.Tokenizer, vocab: dict[str, int], specials: 
     return {"BPE": "bpe", "Unigram": "unigram"}.get(name, name.lower())
 
 
-def template_processor(tok: Tokenizer) -> processors.TemplateProcessing | None:
-    """``[CLS] $A [SEP]`` (or ``<s> $A </s>``) post-processing for ``add_special_tokens``."""
+def template_processor(tok: Tokenizer, cls_last: bool = False) -> processors.TemplateProcessing | None:
+    """``[CLS] $A [SEP]`` (or ``<s> $A </s>``) post-processing for ``add_special_tokens``;
+    ``cls_last``: XLNet's ``$A [SEP] [CLS]`` (as ``build_inputs(..., cls_last=True)``)."""
     try:
         a, b = tok._ends()
     except TokenizerError:
         return None
     sa, sb = tok.id_to_token(a), tok.id_to_token(b)
+    if cls_last:
+        return processors.TemplateProcessing(
+            single=f"$A:0 {sb}:0 {sa}:2", pair=f"$A:0 {sb}:0 $B:1 {sb}:1 {sa}:2", special_tokens=[(sa, a), (sb, b)]
+        )
     return processors.TemplateProcessing(
         single=f"{sa} $A {sb}", pair=f"{sa} $A {sb} $B:1 {sb}:1", special_tokens=[(sa, a), (sb, b)]
     )
