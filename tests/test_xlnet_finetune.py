@@ -118,6 +118,10 @@ def test_finetune_classify_and_tag_an_xlnet(tok, base, tmp_path, shared_data):
             alone = pipe.model(torch.tensor([feat["input_ids"]]), None, torch.tensor([feat["token_type_ids"]]))
             n = len(feat["input_ids"])
             assert (batched[row, :n] - alone.logits["tag"][0]).abs().max() < 1e-5
+    embed = pipeline("feature-extraction", run / "model")  # XLNet's [CLS] vector: the last real token
+    with torch.no_grad():
+        alone = embed.model(torch.tensor([tok.encode(sentences[2]).ids + [tok.sep_id, tok.cls_id]])).hidden[0, -1]
+    assert (embed(sentences, pooling="cls")[2] - alone).abs().max() < 1e-5
     tags, _ = pipe.runner.predict(pipe.module, examples)
     want = [[pipe.labels[int(batched[r, t].argmax())] for t in f["word_token"]] for r, f in enumerate(feats)]
     assert tags == want
