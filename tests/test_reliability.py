@@ -315,6 +315,36 @@ def test_two_fresh_pretrain_runs_are_identical_and_a_finished_run_resumes_cleanl
     assert "already finished at step 4" in capsys.readouterr().out
 
 
+UNIGRAM = """import sys
+from pathlib import Path
+from sesame.tokenize import train_tokenizer
+tok = train_tokenizer([sys.argv[1]], kind="unigram", vocab_size=600)
+Path(sys.argv[2]).write_text(tok.to_json(), encoding="utf-8")
+"""
+
+
+def test_unigram_training_is_reproducible_across_fresh_processes(tmp_path, shared_data):
+    from sesame.tokenize import load_tokenizer
+
+    lines = (shared_data / "corpora/en/tinyshakespeare/input.txt").read_text(encoding="utf-8").splitlines(True)
+    src = tmp_path / "text.txt"
+    src.write_text("".join(lines[:8000]), encoding="utf-8")  # ~280 KB: tokenizers' Unigram trainer gave two vocabs
+    outs = [tmp_path / f"{n}.json" for n in "ab"]
+    procs = [subprocess.Popen([sys.executable, "-c", UNIGRAM, str(src), str(o)], stderr=subprocess.PIPE, text=True,
+                              env=env(), cwd=ROOT) for o in outs]
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read()
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    tok = load_tokenizer(outs[0])
+    assert tok.kind == "unigram" and tok.vocab_size == 600  # the size asked is reached
+    held_out = [ln.rstrip("\n") for ln in lines[20000:20300] if ln.strip()]
+    assert all(tok.decode(tok.encode(ln).ids) == ln for ln in held_out)  # unseen text round-trips
+    ids = [i for ln in held_out for i in tok.encode(ln).ids]
+    assert ids.count(tok.token_to_id("<unk>")) == 0
+    chars = sum(len(ln) for ln in held_out)
+    assert len(ids) < chars / 2  # real subwords (with <s> and </s> per line), not characters
+
+
 # ---- 9. faults around checkpoints ----------------------------------------------------------------
 @pytest.mark.slow  # two trainer processes (~10 s of CPU); the lock itself is tested above in one process
 def test_two_training_processes_on_one_run_directory_lose_nothing(tmp_path):
