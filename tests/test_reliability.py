@@ -63,7 +63,7 @@ def test_a_second_process_on_a_locked_run_directory_is_refused_by_name(tmp_path)
     trainer(tmp_path).fit()
 
 
-def test_plot_refuses_interleaved_metrics_naming_the_line_and_resume_rewrites_atomically(tmp_path):
+def test_plot_refuses_interleaved_metrics_naming_the_line_and_resume_rewrites_atomically(tmp_path, capsys):
     trainer(tmp_path, steps=4, save_every=2).fit()
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     bad = lines[:1] + [lines[1][:30] + lines[2]] + lines[3:]
@@ -71,8 +71,11 @@ def test_plot_refuses_interleaved_metrics_naming_the_line_and_resume_rewrites_at
     with pytest.raises(DataError, match=r"metrics.jsonl line 2 is corrupt"):
         plot_run(tmp_path)
     assert main(["plot", str(tmp_path)]) == 2
+    capsys.readouterr()
     trainer(tmp_path, steps=4, save_every=2).fit(resume=True)
-    # the unreadable line is dropped when the file is rewritten on resume; the rest is kept
+    # the unreadable line is dropped when the file is rewritten on resume, said, and its bytes kept aside
+    assert f"warning: {tmp_path / 'metrics.jsonl'}: 1 corrupt line (2) dropped on resume" in capsys.readouterr().err
+    assert (tmp_path / "metrics.jsonl.corrupt").read_text() == bad[1] + "\n"
     assert [r["step"] for r in read_metrics(tmp_path, strict=True) if "event" not in r] == [1, 4]
     assert not list(tmp_path.glob("*.tmp"))
     plot_run(tmp_path)
