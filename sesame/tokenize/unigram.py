@@ -15,7 +15,9 @@ from pathlib import Path
 from sesame.errors import TokenizerError
 from sesame.tokenize import spm
 
-CONTROL_WS = {9: None, 10: None, 13: None}  # tab / newline / CR: line structure, not text (and TSV-unsafe)
+# tab, newline and CR would break the TSV of word counts: they travel as Unicode noncharacters
+ESCAPE = {9: "\ufdd0", 10: "\ufdd1", 13: "\ufdd2"}
+UNESCAPE = {ord(v): chr(k) for k, v in ESCAPE.items()}
 
 
 def learn_pieces(words: Counter, vocab_size: int, specials: list[str], max_piece_length: int = 16
@@ -29,10 +31,8 @@ def learn_pieces(words: Counter, vocab_size: int, specials: list[str], max_piece
                              "pip install sentencepiece") from None
     counts: Counter = Counter()
     for word, n in words.items():
-        word = word.translate(CONTROL_WS)
-        if word:
-            counts[word] += n
-    if not counts:
+        counts[word.translate(ESCAPE)] += n
+    if not any(counts):
         raise TokenizerError("the training text produced no vocabulary; check the input files")
     learned = vocab_size - len(specials)
     if learned < 1:
@@ -59,6 +59,7 @@ def learn_pieces(words: Counter, vocab_size: int, specials: list[str], max_piece
     taken = set(specials)
     pieces = [(tok, 0.0) for tok in specials]
     for piece, score, kind in spm.read_spm(buf.getvalue()).pieces:
+        piece = piece.translate(UNESCAPE)
         if kind == spm.NORMAL and piece not in taken:
             taken.add(piece)
             pieces.append((piece, score))
