@@ -59,7 +59,7 @@ def load_any(model_dir: str | Path, weights: str = "fp32") -> tuple[Model, Token
     else:
         raise CheckpointError(f"{str(path)!r} holds neither config.toml (sesame), a training checkpoint's "
                               "state.json, nor config.json (Hugging Face)")
-    tokenizer = load_tokenizer(tok_path)
+    tokenizer = load_tokenizer(tok_path, xlnet=model.config.family == "xlnet")  # an HF XLNet's spiece.model
     check_vocab(model.config, tokenizer.vocab_size, tokenizer.special_ids, str(path),
                 pad=(path / "config.toml").is_file() or (path / "state.json").is_file())
     labels: list[str] = []
@@ -118,8 +118,14 @@ class Pipeline:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def cls_last(self) -> bool:
+        """XLNet's format: text [SEP] [CLS] (``model.pool_last``)."""
+        return bool(self.model.config.pool_last)
+
     def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """[CLS] text [SEP] rows, right-padded, cut to ``max_length`` by the truncation policy."""
+        """[CLS] text [SEP] rows (XLNet: text [SEP] [CLS]), right-padded, cut to ``max_length``
+        by the truncation policy."""
         from sesame.tasks.base import cut
 
         check_texts(texts, self.task)
@@ -130,7 +136,7 @@ class Pipeline:
             if len(body) + extra > self.max_length:
                 self.truncated += 1
                 body = cut(body, self.max_length - extra, self.truncation)
-            rows.append(self.tokenizer.build_inputs(body)[0])
+            rows.append(self.tokenizer.build_inputs(body, cls_last=self.cls_last)[0])
         return self.pad(rows)
 
     def pad(self, rows: list[list[int]]) -> dict[str, torch.Tensor]:
@@ -206,8 +212,10 @@ class FeatureExtraction(Pipeline):
     def _pool(self, batch, pooling: str) -> torch.Tensor:
         with torch.no_grad():
             hidden = self.model(batch["input_ids"], batch["attention_mask"]).hidden.float()
-        if pooling == "cls":
-            return hidden[:, 0].cpu()
+        if pooling == "cls":  # XLNet's [CLS] is each row's last real token
+            mask = batch["attention_mask"]
+            at = mask.sum(1) - 1 if self.cls_last else torch.zeros_like(mask[:, 0])
+            return hidden[torch.arange(len(hidden), device=hidden.device), at].cpu()
         mask = batch["attention_mask"][..., None].float()
         return ((hidden * mask).sum(1) / mask.sum(1)).cpu()
 
@@ -219,7 +227,7 @@ class FeatureExtraction(Pipeline):
         starts = window_starts(len(ids), room)
         if len(starts) > 1:
             self.truncated += 1  # counted as a long input (read in windows, not cut)
-        rows = [self.tokenizer.build_inputs(ids[s:s + room])[0] for s in starts]
+        rows = [self.tokenizer.build_inputs(ids[s:s + room], cls_last=self.cls_last)[0] for s in starts]
         vecs = self._pool(self.pad(rows), pooling)
         weights = torch.tensor([float(len(r)) for r in rows])
         return (vecs * weights[:, None]).sum(0) / weights.sum()
