@@ -337,7 +337,7 @@ class TextClassification(_TaskPipeline):
         room = budget - len(b_ids or [])
         rows = []
         for s in window_starts(len(a_ids), room):
-            ids, types = self.tokenizer.build_inputs(a_ids[s:s + room], b_ids)
+            ids, types = self.runner.inputs(a_ids[s:s + room], b_ids)  # the task's format (XLNet: CLS last)
             rows.append({"input_ids": ids, "token_type_ids": types, "label": IGNORE})
         return rows, long
 
