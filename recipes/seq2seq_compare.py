@@ -24,8 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's sesame, not an installed one
 
 OBJECTIVES = ("t5-span", "bart", "mass")
 ARMS = (*OBJECTIVES, "none")
@@ -272,8 +275,7 @@ def main(argv=None) -> None:
     print(md)
     plot(rows, split, evidence / "compare.png")
     pre = [models[k] for k in sorted(models)]
-    result = {"command": "python recipes/seq2seq_compare.py " + " ".join(argv if argv is not None else
-                                                                         __import__("sys").argv[1:]),
+    result = {"command": "python recipes/seq2seq_compare.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "args": vars(args), "split": split, "corpus": inputs, "pretraining": pre, "rows": rows,
               "table": md, "wall_s": round(time.perf_counter() - start, 1), "threads": 1}
     (evidence / "compare.md").write_text(md + "\n")
