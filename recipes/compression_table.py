@@ -145,7 +145,7 @@ def main() -> None:
         print(f"teacher fine-tuned in {time.perf_counter() - t0:.0f}s", flush=True)
     teacher, tok, _ = load_any(teacher_dir)
     labeled = R.load_labeled(ds, teacher, tok, opts, splits=())
-    if ds == "sst2":  # SST-2's test split has no labels here: dev only
+    if ds == "sst2":  # dev only, like the first sessions' rows (test.tsv is labeled too; not measured yet)
         labeled.evals = {"dev": labeled.evals["dev"]}
     rows = dev_texts(tok, ds, 64 if ds == "sst2" else 128)
     steps = train(args.steps)
