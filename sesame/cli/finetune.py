@@ -35,7 +35,11 @@ def _epilog() -> str:
         "      --train reviews.csv --task classification   # the no-pre-training baseline, no model folder",
         "  sesame finetune runs/bert/model --dataset sst2 --out runs/ft-sst2 --set train.steps=500",
         "  sesame finetune runs/bert/model --dataset conll2003 --out runs/ner --strategy adapters --adapter-size 32",
-        "  sesame finetune runs/bert/model --dataset sst2 --out runs/elmo --strategy frozen --scalar-mix",
+        "  sesame finetune runs/bert/model --dataset sst2 --out runs/mix --strategy frozen --scalar-mix",
+        "  sesame finetune runs/elmo-tiny-en/model --dataset conll2003 --out runs/elmo-ner --strategy frozen \\",
+        "      --scalar-mix --task-encoder bilstm   # ELMo features into a task BiLSTM",
+        "  sesame finetune runs/w2v/vectors.bin --dataset sst2 --out runs/w2v-sst2 --strategy frozen \\",
+        "      --task-encoder bilstm   # the static-vector baseline (word2vec .txt/.bin or a vectors folder)",
         "  sesame finetune runs/bert/model --dataset mrpc --then sst2 --out runs/two-stage",
         "  sesame finetune runs/bert/model --dataset sst2 --also cola mrpc --out runs/mtl",
     ])
@@ -69,6 +73,12 @@ def add_parser(sub) -> None:
                    help="what trains: everything (full), only the heads (frozen), adapters + heads (adapters)")
     g.add_argument("--adapter-size", type=int, help="bottleneck width of the adapters (default 64)")
     g.add_argument("--scalar-mix", action="store_true", help="heads read an ELMo-style learned mix of all layers")
+    g.add_argument("--task-encoder", choices=["none", "bilstm", "bag"],
+                   help="the task model over the features: a BiLSTM or a bag of vectors (feature-based transfer; "
+                        "the same on ELMo, Transformer and static-vector features)")
+    g.add_argument("--task-hidden", type=int, help="units per direction of the task BiLSTM (default 128)")
+    g.add_argument("--task-embedding", type=int,
+                   help="size of the task's own token embedding, concatenated with the features (default 0)")
     g.add_argument("--transfer-layers", choices=["all", "embeddings", "top", "none"],
                    help="which pre-trained layers transfer: all (default), embeddings only (blocks re-initialised), "
                         "top (the task reads the top layer only), none (random init of the same architecture: "
@@ -207,7 +217,8 @@ def settings(args) -> dict[str, dict]:
         out[path[0]][path[1]] = value
     flags = {"kind": args.strategy, "adapter_size": args.adapter_size, "transfer_layers": args.transfer_layers,
              "layer_lr_decay": args.layer_lr_decay, "scalar_mix": args.scalar_mix or None,
-             "gradual_unfreeze": args.gradual_unfreeze or None}
+             "gradual_unfreeze": args.gradual_unfreeze or None, "task_encoder": args.task_encoder,
+             "task_hidden": args.task_hidden, "task_embedding": args.task_embedding}
     out["strategy"].update({k: v for k, v in flags.items() if v is not None})
     return out
 
