@@ -55,7 +55,9 @@ def add_parser(sub) -> None:
         epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model_dir", nargs="?", help="the pre-trained model: runs/NAME/model, a training checkpoint "
-                   "(runs/NAME/checkpoints/step-N) or a Hugging Face folder (none with --init random)")
+                   "(runs/NAME/checkpoints/step-N), a Hugging Face folder, or static word vectors (a word2vec "
+                   ".txt/.bin file or a `sesame static train` folder: the static-feature baseline; none with "
+                   "--init random)")
     p.add_argument("--dataset", help="a named data set to fine-tune on (see the list below)")
     add_file_options(p, train=True)
     p.add_argument("--out", help="run directory (default: runs/ft-<data set or train file name>)")
