@@ -50,7 +50,11 @@ def pretrain_facts() -> dict:
         rows = [json.loads(x) for x in (RUNS / run / "metrics.jsonl").read_text().splitlines()]
         train = [r for r in rows if "loss" in r and r.get("event") is None]
         evals = [r for r in rows if r.get("event") == "eval"]
+        log = RUNS / f"{run}.log"  # the pre-training command's `/usr/bin/time -v` report, when it was run so
+        cpu = [float(x.split(":")[1]) for x in log.read_text().splitlines() if "User time (seconds)" in x] \
+            if log.is_file() else []
         out[name] = {"run": f"runs/{run}", "steps": train[-1]["step"], "elapsed_s": train[-1]["elapsed"],
+                     "cpu_user_s": cpu[0] if cpu else None,
                      "tokens_per_s": train[-1]["tokens_per_s"], "final_train_loss": train[-1]["loss"],
                      "held_out": {k: evals[-1][k] for k in ("step", "eval_loss", "eval_ppl", "eval_accuracy")}}
     summary = json.loads((RUNS / "w2v-books" / "summary.json").read_text())
@@ -91,11 +95,12 @@ def table(results: list[dict], facts: dict) -> str:
             sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / max(len(vals) - 1, 1))
             cells.append(f"{mean:.3f} ± {sd:.3f} (n={len(vals)})")
         params = next((r["trainable"]["trainable"] for r in results if r["features"] == feature), None)
-        lines.append(f"| {feature} | " + " | ".join(cells) + f" | {params:,} |" if params else " | n/a |")
+        lines.append(f"| {feature} | " + " | ".join(cells) + (f" | {params:,} |" if params else " | n/a |"))
     e, b = facts["elmo-tiny"], facts["bert-tiny"]
-    lines += ["", f"ELMo-tiny: {e['steps']} steps, {e['elapsed_s']:.0f} s, held-out perplexity "
-                  f"{e['held_out']['eval_ppl']:.1f}; BERT-tiny: {b['steps']} steps, {b['elapsed_s']:.0f} s, held-out "
-                  f"MLM perplexity {b['held_out']['eval_ppl']:.1f} (not comparable: masked vs next-token)."]
+    lines += ["", f"ELMo-tiny: {e['steps']} steps, {e['elapsed_s']:.0f} s of training, {e['cpu_user_s']} CPU s in "
+                  f"all, held-out biLM perplexity {e['held_out']['eval_ppl']:.1f}; BERT-tiny: {b['steps']} steps, "
+                  f"{b['elapsed_s']:.0f} s, {b['cpu_user_s']} CPU s, held-out MLM perplexity "
+                  f"{b['held_out']['eval_ppl']:.1f} (not comparable: masked vs next-token)."]
     return "\n".join(lines) + "\n"
 
 

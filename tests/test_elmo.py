@@ -143,6 +143,11 @@ def test_elmo_pretrain_resumes_exactly(elmo_run):
     shutil.rmtree(again / "checkpoints" / "step-000008")
     resumed = pretrain(cfg, again, resume=True, progress=False, say=lambda s: None)
     assert resumed["start_step"] == 4 and resumed["loss"] == summary["loss"]
+    from sesame.evaluate import evaluate_lm
+
+    (root / "held.txt").write_text((root / "shakespeare.txt").read_text()[:3000])
+    scores = evaluate_lm(root / "run" / "model", [str(root / "held.txt")], seq_len=24, batch_size=8)
+    assert scores["objective"] == "bilm" and scores["perplexity"] < 300 and 0 < scores["accuracy"] < 1
     a = load_file(str(root / "run" / "model" / "model.safetensors"))
     b = load_file(str(again / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
