@@ -188,6 +188,12 @@ def test_static_vectors_feed_the_same_task_model(tmp_path):
     batch = task.transform({"examples": [TagExample(["the", "king", "is", "dead"], ["O", "B-PER", "O", "O"], "1")]})
     out = module(batch)
     assert out.count == 4 and module.model.heads["tag"].classifier.in_features == 6
+    from sesame.models import save_model
+
+    save_model(module.model, tmp_path / "tagger", extra={"tokenizer.json": tok.to_json()})  # a model dir like any
+    again, tok2, _ = load_any(tmp_path / "tagger")
+    module.eval()
+    assert torch.equal(task.wrap(again).eval().logits(batch), module.logits(batch))
     with pytest.raises(ConfigError, match="scalar_mix.*static"):
         transfer.prepare_model(model, transfer.as_strategy({"kind": "frozen", "scalar_mix": True}))
 
