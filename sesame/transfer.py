@@ -317,8 +317,9 @@ def share_body(model: Model) -> Model:
     for name, child in model.named_children():
         setattr(shell, name, child)
     shell.heads = nn.ModuleDict(dict(model.heads))
-    if "mix" not in shell._modules:
-        shell.mix = None
+    for name in ("mix", "task_encoder"):  # optional parts the source model may not have
+        if name not in shell._modules:
+            setattr(shell, name, None)
     return shell
 
 
