@@ -64,6 +64,7 @@ class StrategyConfig(Section):
     SECTION = "strategy"
     kind: str = "full"  # full | frozen | adapters
     scalar_mix: bool = False  # heads read an ELMo-style learned mix of all layers
+    scalar_mix_norm: bool = False  # ... each layer layer-normalised first
     transfer_layers: str = "all"  # all | embeddings | top | none
     gradual_unfreeze: bool = False  # ULMFiT: unfreeze one layer group at a time, top to bottom
     unfreeze_every: int = 0  # steps per newly unfrozen group; 0: one epoch of the training data
@@ -123,6 +124,8 @@ def prepare_model(model: Model, strategy: StrategyConfig) -> tuple[Model, list[s
             changes["adapter_size"] = strategy.adapter_size
     if strategy.scalar_mix and not cfg.scalar_mix:
         changes["scalar_mix"] = True
+    if strategy.scalar_mix_norm and not cfg.scalar_mix_norm:
+        changes["scalar_mix_norm"] = True
     if strategy.task_encoder != "none":
         want = {"task_encoder": strategy.task_encoder, "task_hidden": strategy.task_hidden,
                 "task_embedding": strategy.task_embedding, "task_dropout": strategy.task_dropout}

@@ -206,8 +206,8 @@ def test_scalar_mix_trains_and_the_frozen_biLM_does_not(elmo_run):
 
     model, tok, _ = load_any(elmo_run[1] / "run" / "model")  # the pre-trained tiny ELMo
     torch.manual_seed(2)
-    strategy = transfer.as_strategy({"kind": "frozen", "scalar_mix": True, "task_encoder": "bilstm",
-                                     "task_hidden": 8, "task_embedding": 4})
+    strategy = transfer.as_strategy({"kind": "frozen", "scalar_mix": True, "scalar_mix_norm": True,
+                                     "task_encoder": "bilstm", "task_hidden": 8, "task_embedding": 4})
     model, _ = transfer.prepare_model(model, strategy)
     task = Classification(tok, ["negative", "positive"])
     module = task.wrap(model)
@@ -227,4 +227,4 @@ def test_scalar_mix_trains_and_the_frozen_biLM_does_not(elmo_run):
         opt.step()
     assert not torch.allclose(module.model.mix.scalars, before)
     assert all(torch.equal(v, module.model.body.state_dict()[k]) for k, v in body.items())
-    assert module.model.mix.scalars.numel() == 3  # character layer + two LSTM layers
+    assert module.model.mix.scalars.numel() == 3 and module.model.mix.norm  # characters + two LSTM layers

@@ -75,6 +75,8 @@ def add_parser(sub) -> None:
                    help="what trains: everything (full), only the heads (frozen), adapters + heads (adapters)")
     g.add_argument("--adapter-size", type=int, help="bottleneck width of the adapters (default 64)")
     g.add_argument("--scalar-mix", action="store_true", help="heads read an ELMo-style learned mix of all layers")
+    g.add_argument("--mix-norm", action="store_true",
+                   help="layer-normalise each layer before the scalar mix (for layers of different scales, ELMo's)")
     g.add_argument("--task-encoder", choices=["none", "bilstm", "bag"],
                    help="the task model over the features: a BiLSTM or a bag of vectors (feature-based transfer; "
                         "the same on ELMo, Transformer and static-vector features)")
@@ -219,6 +221,7 @@ def settings(args) -> dict[str, dict]:
         out[path[0]][path[1]] = value
     flags = {"kind": args.strategy, "adapter_size": args.adapter_size, "transfer_layers": args.transfer_layers,
              "layer_lr_decay": args.layer_lr_decay, "scalar_mix": args.scalar_mix or None,
+             "scalar_mix_norm": args.mix_norm or None,
              "gradual_unfreeze": args.gradual_unfreeze or None, "task_encoder": args.task_encoder,
              "task_hidden": args.task_hidden, "task_embedding": args.task_embedding}
     out["strategy"].update({k: v for k, v in flags.items() if v is not None})

@@ -70,6 +70,7 @@ class ModelConfig(Section):
     share_layers: bool = False  # ALBERT cross-layer parameter sharing
     adapter_size: int = 0  # bottleneck adapters after attention and feed-forward; 0: none
     scalar_mix: bool = False  # heads read an ELMo-style learned mix of all layers (encoders)
+    scalar_mix_norm: bool = False  # layer-normalise each layer before the mix (Peters et al. 2018, sec. 3.2)
     decoder_layers: int | None = None  # encoder-decoder: default = layers
     heads: list[str] = dataclasses.field(default_factory=lambda: ["mlm"])
     num_labels: int = 2  # for the `classify` head
@@ -118,6 +119,8 @@ class ModelConfig(Section):
         if self.scalar_mix and self.arch not in ("encoder", "bilm"):
             raise ConfigError("model.scalar_mix (a learned mix of all layers) is for encoders and biLMs; "
                               f"the model is {self.arch!r}")
+        if self.scalar_mix_norm and not self.scalar_mix:
+            raise ConfigError("model.scalar_mix_norm normalises the layers of the scalar mix; set scalar_mix = true")
         self._validate_lstm()
         if self.embedding_size is not None and self.embedding_size <= 0:
             raise ConfigError("model.embedding_size must be positive")

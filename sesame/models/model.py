@@ -47,7 +47,8 @@ class Model(nn.Module):
         if config.task_encoder != "none" and "pooler" in names:
             names.remove("pooler")  # the task encoder makes the sentence vector
         self.heads = nn.ModuleDict({name: build_head(name, config) for name in names})
-        self.mix = ScalarMix(config.layers + 1) if config.scalar_mix else None  # heads read the mix
+        # heads read the mix
+        self.mix = ScalarMix(config.layers + 1, config.scalar_mix_norm) if config.scalar_mix else None
         self.task_encoder = TaskEncoder(config) if config.task_encoder != "none" else None
         self.apply(self._init)
         for part in (self.body, self.task_encoder):
