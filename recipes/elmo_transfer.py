@@ -40,6 +40,8 @@ FEATURES = {  # name -> (model path, scalar mix)
     "word2vec": (RUNS / "w2v-books" / "vectors.bin", False),
     "bert-tiny": (RUNS / "bert-tiny-en-matched" / "model", True),
 }
+# the usual alternative, one flag apart: the same BERT fine-tuned whole with its own linear head
+FULL = {"bert-tiny full fine-tune": RUNS / "bert-tiny-en-matched" / "model"}
 TASKS = {"sst2": ("accuracy", 8000), "conll2003": ("f1", 8000)}
 MAX_EVAL = 1000  # dev (and test) examples scored per run, a fixed-seed subset
 TASK_MODEL = {"kind": "frozen", "task_encoder": "bilstm", "task_hidden": 64, "task_embedding": 32,
@@ -68,14 +70,18 @@ def pretrain_facts() -> dict:
 def run_one(feature: str, task: str, seed: int, steps: int) -> dict:
     from sesame.finetune import finetune
 
-    path, mix = FEATURES[feature]
     metric, max_train = TASKS[task]
-    strategy = {**TASK_MODEL, "scalar_mix": mix, "scalar_mix_norm": mix}
-    train = {"steps": steps, "batch_size": 32, "lr": 2e-3, "warmup": steps // 10, "seed": seed, "threads": 1,
+    if feature in FULL:
+        path, strategy, lr = FULL[feature], {"kind": "full"}, 5e-4
+    else:
+        path, mix = FEATURES[feature]
+        strategy, lr = {**TASK_MODEL, "scalar_mix": mix, "scalar_mix_norm": mix}, 2e-3
+    train = {"steps": steps, "batch_size": 32, "lr": lr, "warmup": steps // 10, "seed": seed, "threads": 1,
              "log_every": 50}
     start = time.perf_counter()
-    summary = finetune(path, task, RUNS / "elmo-transfer" / f"{feature}-{task}-s{seed}", train, strategy=strategy,
-                       max_train=max_train, max_eval=MAX_EVAL, progress=False, say=lambda s: None)
+    run = RUNS / "elmo-transfer" / f"{feature.replace(' ', '-')}-{task}-s{seed}"
+    summary = finetune(path, task, run, train, strategy=strategy, max_train=max_train, max_eval=MAX_EVAL,
+                       progress=False, say=lambda s: None)
     dev = summary["eval"]["dev"]["metrics"]
     test = (summary["eval"].get("test") or {}).get("metrics")
     return {"features": feature, "task": task, "seed": seed, "metric": metric, "dev": dev, "test": test,
@@ -86,7 +92,7 @@ def run_one(feature: str, task: str, seed: int, steps: int) -> dict:
 def table(results: list[dict], facts: dict) -> str:
     lines = ["| features | SST-2 dev acc (mean ± sd) | CoNLL-2003 dev F1 | CoNLL-2003 test F1 | trainable params |",
              "|---|---|---|---|---|"]
-    for feature in FEATURES:
+    for feature in [*FEATURES, *FULL]:
         cells = []
         for task, split in (("sst2", "dev"), ("conll2003", "dev"), ("conll2003", "test")):
             vals = [r[split][TASKS[task][0]] for r in results if r["features"] == feature and r["task"] == task
@@ -111,7 +117,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--features", nargs="+", default=list(FEATURES))
+    ap.add_argument("--features", nargs="+", default=[*FEATURES, *FULL])
     ap.add_argument("--tasks", nargs="+", default=list(TASKS))
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -121,7 +127,7 @@ def main() -> None:
     for seed in args.seeds:
         for task in args.tasks:
             for feature in args.features:
-                file = OUT / f"{feature}-{task}-s{seed}.json"
+                file = OUT / f"{feature.replace(' ', '-')}-{task}-s{seed}.json"
                 if file.is_file():
                     continue
                 result = run_one(feature, task, seed, args.steps)
