@@ -62,9 +62,33 @@ def pretrain_facts() -> dict:
                      "cpu_user_s": cpu[0] if cpu else None,
                      "tokens_per_s": train[-1]["tokens_per_s"], "final_train_loss": train[-1]["loss"],
                      "held_out": {k: evals[-1][k] for k in ("step", "eval_loss", "eval_ppl", "eval_accuracy")}}
+        out[name]["layer_token_cosine"] = token_cosine(RUNS / run / "model")
     summary = json.loads((RUNS / "w2v-books" / "summary.json").read_text())
     out["word2vec"] = {"run": "runs/w2v-books", **{k: summary[k] for k in summary if k != "config"}}
     return out
+
+
+@torch.no_grad()
+def token_cosine(model_dir: Path, n: int = 50) -> list[float]:
+    """Per hidden layer (token layer first), the mean cosine between the layer-normalised
+    vectors of different tokens of a sentence, over the first ``n`` SST-2 dev sentences:
+    near 1 means the layer hardly depends on its input."""
+    import torch.nn.functional as F
+
+    from sesame.finetune import read_split
+    from sesame.pipelines import load_any
+
+    model, tok, _ = load_any(model_dir)
+    totals = None
+    for ex in read_split("sst2", "dev").examples[:n]:
+        ids = torch.tensor([tok.build_inputs(tok.encode(ex.text).ids[:60])[0]])
+        values = []
+        for h in model(ids, output_hidden_states=True).hidden_states:
+            c = F.normalize(F.layer_norm(h[0], h.shape[-1:]), dim=-1)
+            k = len(c)
+            values.append(float(((c @ c.T).sum() - k) / (k * (k - 1))))
+        totals = values if totals is None else [a + b for a, b in zip(totals, values)]
+    return [round(v / n, 4) for v in totals]
 
 
 def run_one(feature: str, task: str, seed: int, steps: int) -> dict:
