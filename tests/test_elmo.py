@@ -228,3 +228,24 @@ def test_scalar_mix_trains_and_the_frozen_biLM_does_not(elmo_run):
     assert not torch.allclose(module.model.mix.scalars, before)
     assert all(torch.equal(v, module.model.body.state_dict()[k]) for k, v in body.items())
     assert module.model.mix.scalars.numel() == 3 and module.model.mix.norm  # characters + two LSTM layers
+
+
+def test_the_biLM_learns_from_its_characters():
+    """Sequences where each token follows from the previous one: the char-CNN biLM learns
+    them (so a run that stays at the unigram plateau is short of training, not blind)."""
+    torch.manual_seed(3)
+    objective = BiLM(Vocab(40, tokens=tuple(f"w{i}" for i in range(40))))
+    module = objective.build(load_config("elmo-tiny").model.replace(vocab_size=40, hidden=32, intermediate=16,
+                                                                   dropout=0.0))
+    opt = torch.optim.Adam(module.parameters(), lr=5e-3)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        ids = (rng.integers(0, 40, (8, 1)) + 3 * np.arange(12)) % 40
+        out = module(objective.transform({"input_ids": ids}, rng))
+        (out.loss / out.count).backward()
+        opt.step()
+        opt.zero_grad()
+    module.eval()
+    out = module(objective.transform({"input_ids": (np.arange(8)[:, None] + 3 * np.arange(12)) % 40}, rng))
+    correct, count = out.metrics["accuracy"]
+    assert correct / count > 0.4 and float(out.loss) / count < 2.5  # a unigram model: 1/40 and ln(40) = 3.7
