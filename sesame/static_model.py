@@ -15,9 +15,10 @@ import torch
 from tokenizers import Regex, Tokenizer as Backend, models, normalizers, pre_tokenizers
 
 from sesame.config.model import ModelConfig
-from sesame.errors import DataError
+from sesame.errors import ConfigError, DataError
 from sesame.models.model import Model, build_model
 from sesame.static.vectors import VECTORS, VOCAB, load_vectors
+from sesame.tokenize.chars import has_cjk
 from sesame.tokenize.tokenizer import Tokenizer
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
@@ -42,6 +43,10 @@ def static_model(path: str | Path, lowercase: bool | None = None) -> tuple[Model
     words = [w for w in vectors.words if w not in SPECIALS]
     if not words:
         raise DataError(f"{path} holds no word vectors")
+    if sum(has_cjk(w) for w in words[:1000]) > 100:
+        raise ConfigError(f"{path} holds Chinese words; the static-vector model splits text on spaces and "
+                          "punctuation and has no word segmenter yet, so Chinese input would be one unknown "
+                          "token per sentence. Use English vectors, or fine-tune a Transformer on Chinese")
     if lowercase is None:
         lowercase = not any(w != w.lower() for w in words)
     vocab = {t: i for i, t in enumerate(SPECIALS)}
