@@ -7,7 +7,10 @@ documents, all threads) as the practical limit. MB/s are input megabytes per sec
 of wall time; CPU seconds (this process, its threads and worker processes) are shown
 too, since wall time on a shared machine depends on what else runs.
 
-    python benchmarks/data_prepare.py [--corpus DIR] [--workers 2] [--repeat 3]
+    python benchmarks/data_prepare.py [--corpus DIR] [--workers 2] [--repeat 3] \
+        [--json docs/evidence/data-prepare/results.json]
+
+The numbers and the setting (command, versions, load average) go to ``--json``.
 """
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from evidence import EVIDENCE, context, save  # noqa: E402
 
 from sesame.config import DataConfig  # noqa: E402
 from sesame.data import prepare  # noqa: E402
@@ -44,7 +49,9 @@ def main() -> int:
     ap.add_argument("--tokenizer", help="a tokenizer to use (default: WordPiece 8k trained on gutenberg)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3, help="best of N interleaved runs for each side")
+    ap.add_argument("--json", default=str(EVIDENCE / "data-prepare" / "results.json"), help="where the numbers go")
     args = ap.parse_args()
+    setting = context()
     if not Path(args.corpus).is_dir():
         print(f"corpus {args.corpus} is absent; nothing to measure")
         return 1
@@ -86,6 +93,15 @@ def main() -> int:
         print(f"ratio (CPU time, insensitive to other load): {100 * min(raw_cpu) / min(prep_cpu):.0f}% of raw")
         if meta["num_tokens"] != n_raw:
             print(f"note: token counts differ by {meta['num_tokens'] - n_raw:+,}")
+        save(args.json, setting, {
+            "corpus": os.path.relpath(args.corpus, ROOT), "files": len(files), "mb_on_disk": size,
+            "documents": len(docs), "tokenizer": {"kind": tok.kind, "vocab_size": tok.vocab_size},
+            "workers": args.workers, "repeat": args.repeat,
+            "rayon_threads": os.environ.get("RAYON_NUM_THREADS", "all"),
+            "prepare": {"mb_per_s": size / best_prep, "wall_s": prep, "cpu_s": prep_cpu,
+                        "tokens": meta["num_tokens"], "docs": meta["num_docs"]},
+            "raw_encode_batch": {"mb_per_s": size / best_raw, "wall_s": raw, "cpu_s": raw_cpu, "tokens": n_raw},
+            "wall_ratio_of_raw": best_raw / best_prep, "cpu_ratio_of_raw": min(raw_cpu) / min(prep_cpu)})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

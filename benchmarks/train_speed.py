@@ -4,7 +4,11 @@ batch, optimizer (fused AdamW) and precision, measured in one run.
 Each (implementation, shape) runs in a fresh subprocess so peak RSS is its own;
 runs alternate A/B and repeat, and the best of the repeats is reported.
 
-    python benchmarks/train_speed.py [--sizes small,base] [--precision fp32,bf16] [--repeats 2]
+    python benchmarks/train_speed.py [--sizes small,base] [--precision fp32,bf16] [--repeats 2] \
+        [--batch B] [--steps N] [--threads N] [--json docs/evidence/train-speed/results.json]
+
+Every row (and the setting: command, versions, threads, load average) is written to
+``--json``; the README's table is that file's rows.
 
 sesame's MLM path scores only the masked 15 % of positions (``select=``), as its
 MLM objective does; `transformers`' BertForMaskedLM computes logits everywhere.
@@ -24,6 +28,8 @@ import resource
 import subprocess
 import sys
 import time
+
+from evidence import EVIDENCE, context, save
 
 SHAPES = {
     "small": dict(hidden=256, layers=4, heads=4, intermediate=1024),
@@ -92,6 +98,8 @@ def build(impl: str, family: str, shape: dict, seq: int):
 def worker(spec: dict) -> dict:
     import torch
 
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
     model, loss_fn = build(spec["impl"], spec["family"], SHAPES[spec["size"]], spec["seq"])
     model.train()
@@ -156,12 +164,20 @@ def main() -> None:
     p.add_argument("--precision", default="fp32,bf16")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--batch", type=int, help="batch size (default 16 for small, 4 for base)")
+    p.add_argument("--steps", type=int, help="timed steps (default 6 for small, 3 for base)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    p.add_argument("--threads", type=int, help="torch threads in every process (default: torch's choice)")
+    p.add_argument("--json", default=str(EVIDENCE / "train-speed" / "results.json"), help="where the rows go")
     args = p.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    setting = context()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     peaks = {p: peak_flops(p) for p in args.precision.split(",")}
     print("measured matmul peak: " + ", ".join(f"{p} {v / 1e9:,.0f} GFLOP/s" for p, v in peaks.items()))
@@ -169,14 +185,14 @@ def main() -> None:
     for family in args.families.split(","):
         for size in args.sizes.split(","):
             for precision in args.precision.split(","):
-                batch = 16 if size == "small" else 4
-                steps = 6 if size == "small" else 3
+                batch = args.batch or (16 if size == "small" else 4)
+                steps = args.steps or (6 if size == "small" else 3)
                 impls = ["sesame", "transformers"] + (["sesame-all"] if family == "bert" else [])
                 best: dict[str, dict] = {}
                 for _ in range(args.repeats):
                     for impl in impls:
                         spec = dict(impl=impl, family=family, size=size, precision=precision, batch=batch,
-                                    seq=args.seq, warmup=2, steps=steps)
+                                    seq=args.seq, warmup=args.warmup, steps=steps, threads=args.threads)
                         r = run_spec(spec)
                         if impl not in best or r["tokens_per_s"] > best[impl]["tokens_per_s"]:
                             best[impl] = r
@@ -196,6 +212,11 @@ def main() -> None:
         name = {"sesame": "sesame", "sesame-all": "sesame (all positions)", "transformers": "transformers"}[impl]
         print(f"| {fam} | {size} | {prec} | {batch}x{args.seq} | {name} | {tps:,.0f} | {ratio:.2f}x | {mfu:.1%} "
               f"| {mem:,.0f} | {mratio:.2f}x |")
+    keys = ("family", "size", "precision", "batch", "implementation", "tokens_per_s", "speed_vs_transformers",
+            "mfu", "peak_rss_mb", "memory_vs_transformers")
+    save(args.json, setting, {"seq": args.seq, "repeats": args.repeats, "warmup": args.warmup,
+                              "matmul_peak_gflops": {k: v / 1e9 for k, v in peaks.items()},
+                              "rows": [dict(zip(keys, row)) for row in rows]})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """One policy for every writer (`convert`, `tokenizer train`, `finetune --out`, `pretrain --out`,
-`data prepare`): an existing non-empty target is refused unless ``--overwrite``, and a writer
-never deletes a file it did not create. Disk-full and permission errors become one
+`data prepare`, `distill`, `prune`, `quantize`): an existing non-empty target is refused unless
+``--overwrite``, and a writer never deletes a file it did not create. Disk-full and permission errors become one
 ``OutputError`` naming the path (and, for a full disk, the space needed)."""
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ import errno
 import os
 import shutil
 from pathlib import Path
+from typing import Iterable
 
 from sesame.errors import OutputError
 
+# the files sesame writes into a model directory (save_model and the verbs' extras)
+MODEL_FILES = ("model.safetensors", "config.toml", "tokenizer.json", "labels.json", "finetune.json",
+               "masks.safetensors")
 SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
 
@@ -35,16 +39,31 @@ def claim_output(path: str | Path, overwrite: bool = False, what: str = "output"
     return path
 
 
-def claim_run_dir(path: str | Path, resume: bool, overwrite: bool = False) -> Path:
-    """A training run's directory: new or empty, or resumed (``--resume``), or ``overwrite``."""
+def model_outputs(*dirs: str) -> tuple[str, ...]:
+    """The sesame files inside the model directories ``dirs`` of a run (for ``own`` below)."""
+    return tuple(f"{d}/{f}" for d in dirs for f in MODEL_FILES)
+
+
+def claim_run_dir(path: str | Path, resume: bool, overwrite: bool = False, own: Iterable[str] = (),
+                  resumable: bool = True) -> Path:
+    """A training run's directory: new or empty, or resumed (``--resume``), or ``overwrite``, which
+    removes only the entries named in ``own`` (what the verb writes there, e.g. ``checkpoints`` or
+    ``model/model.safetensors``) and keeps everything else. ``resumable``: whether the verb offers
+    ``--resume`` (the message names only the flags it has)."""
     path = Path(path)
     if not resume:
         taken = [p for p in path.iterdir() if p.name != ".lock"] if path.is_dir() else []
         if taken and not overwrite:
             shown = ", ".join(sorted(p.name for p in taken)[:6])
-            raise OutputError(f"run directory {path} already holds {shown}; pass --resume to continue that run, "
-                              "--overwrite to start it again where the verb offers it (only the run's own outputs "
+            how = ("pass --resume to continue that run, --overwrite to start it again where the verb offers it"
+                   if resumable else "pass --overwrite to write it again")
+            raise OutputError(f"run directory {path} already holds {shown}; {how} (only the run's own outputs "
                               "are replaced), or choose a new --out")
+        for p in (path / name for name in own) if overwrite and taken else ():
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
     return path
 
 

@@ -9,9 +9,12 @@ Fine-tuned classifiers and taggers keep their label names in ``labels.json``
 One long-input policy everywhere: an input longer than the model takes (its position
 table, or the ``max_length`` it was fine-tuned with, from ``finetune.json``) is cut by
 ``truncation`` (``head``, the default everywhere; ``tail``; ``head+tail``), and each
-pipeline counts what it cut in ``pipe.truncated``. ``feature-extraction`` can instead
-embed every window of a long text and average them (``truncation="window"``). ``device``:
-``cpu``, ``cuda`` or ``auto`` (CUDA when there is one)."""
+pipeline counts what it cut in ``pipe.truncated``. ``feature-extraction`` and
+``text-classification`` can instead read a long text in windows that overlap by half
+(``truncation="window"``): embed averages the windows' vectors (weighted by their tokens),
+classify averages the windows' class probabilities (each window counts once); a text that
+fits in one window gets exactly the unwindowed result. ``device``: ``cpu``, ``cuda`` or
+``auto`` (CUDA when there is one)."""
 from __future__ import annotations
 
 import dataclasses
@@ -31,6 +34,7 @@ from sesame.models.quantize import convert_weights
 from sesame.tokenize import Tokenizer, load_tokenizer
 
 LABELS = "labels.json"
+WINDOWED = ("feature-extraction", "text-classification")  # the pipelines that take truncation="window"
 TASKS = ("fill-mask", "feature-extraction", "text-generation", "text-classification",
          "token-classification", "question-answering", "translation")
 
@@ -61,7 +65,7 @@ def load_any(model_dir: str | Path, weights: str = "fp32") -> tuple[Model, Token
     else:
         raise CheckpointError(f"{str(path)!r} holds neither config.toml (sesame), a training checkpoint's "
                               "state.json, nor config.json (Hugging Face)")
-    tokenizer = load_tokenizer(tok_path)
+    tokenizer = load_tokenizer(tok_path, xlnet=model.config.family == "xlnet")  # an HF XLNet's spiece.model
     check_vocab(model.config, tokenizer.vocab_size, tokenizer.special_ids, str(path),
                 pad=(path / "config.toml").is_file() or (path / "state.json").is_file())
     labels: list[str] = []
@@ -108,9 +112,9 @@ class Pipeline:
                  truncation: str = "head"):
         from sesame.tasks.base import TRUNCATION
 
-        if truncation not in TRUNCATION + (("window",) if self.task == "feature-extraction" else ()):
+        if truncation not in TRUNCATION + (("window",) if self.task in WINDOWED else ()):
             raise ConfigError(f"{self.task}: truncation must be one of {', '.join(TRUNCATION)}"
-                              f"{' or window' if self.task == 'feature-extraction' else ''}, got {truncation!r}")
+                              f"{' or window' if self.task in WINDOWED else ''}, got {truncation!r}")
         self.model, self.tokenizer, self.labels = model, tokenizer, list(labels)
         self.record, self.truncation = dict(record or {}), truncation
         self.max_length = default_length(model, record)
@@ -120,8 +124,14 @@ class Pipeline:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def cls_last(self) -> bool:
+        """XLNet's format: text [SEP] [CLS] (``model.pool_last``)."""
+        return bool(self.model.config.pool_last)
+
     def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """[CLS] text [SEP] rows, right-padded, cut to ``max_length`` by the truncation policy."""
+        """[CLS] text [SEP] rows (XLNet: text [SEP] [CLS]), right-padded, cut to ``max_length``
+        by the truncation policy."""
         from sesame.tasks.base import cut
 
         check_texts(texts, self.task)
@@ -132,7 +142,7 @@ class Pipeline:
             if len(body) + extra > self.max_length:
                 self.truncated += 1
                 body = cut(body, self.max_length - extra, self.truncation)
-            rows.append(self.tokenizer.build_inputs(body)[0])
+            rows.append(self.tokenizer.build_inputs(body, cls_last=self.cls_last)[0])
         return self.pad(rows)
 
     def pad(self, rows: list[list[int]]) -> dict[str, torch.Tensor]:
@@ -141,6 +151,16 @@ class Pipeline:
         ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
         mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
         return {"input_ids": ids, "attention_mask": mask}
+
+
+def window_starts(n: int, room: int) -> list[int]:
+    """Where the windows of ``room`` tokens over ``n`` tokens start: every ``room // 2`` tokens,
+    the last one ending at ``n``, so every token is in a window (one window when ``n <= room``)."""
+    step = max(room // 2, 1)
+    starts = list(range(0, max(n - room, 0) + 1, step))
+    if starts[-1] + room < n:
+        starts.append(n - room)
+    return starts
 
 
 def _listify(inputs) -> tuple[list, bool]:
@@ -212,8 +232,10 @@ class FeatureExtraction(Pipeline):
     def _pool(self, batch, pooling: str) -> torch.Tensor:
         with torch.no_grad():
             hidden = self.model(batch["input_ids"], batch["attention_mask"]).hidden.float()
-        if pooling == "cls":
-            return hidden[:, 0].cpu()
+        if pooling == "cls":  # XLNet's [CLS] is each row's last real token
+            mask = batch["attention_mask"]
+            at = mask.sum(1) - 1 if self.cls_last else torch.zeros_like(mask[:, 0])
+            return hidden[torch.arange(len(hidden), device=hidden.device), at].cpu()
         mask = batch["attention_mask"][..., None].float()
         return ((hidden * mask).sum(1) / mask.sum(1)).cpu()
 
@@ -222,13 +244,10 @@ class FeatureExtraction(Pipeline):
         check_texts([text], self.task)
         ids = self.tokenizer.encode(text).ids
         room = self.max_length - len(self.tokenizer.build_inputs([])[0])
-        step = max(room // 2, 1)
-        starts = list(range(0, max(len(ids) - room, 0) + 1, step))
-        if starts[-1] + room < len(ids):
-            starts.append(len(ids) - room)
+        starts = window_starts(len(ids), room)
         if len(starts) > 1:
             self.truncated += 1  # counted as a long input (read in windows, not cut)
-        rows = [self.tokenizer.build_inputs(ids[s:s + room])[0] for s in starts]
+        rows = [self.tokenizer.build_inputs(ids[s:s + room], cls_last=self.cls_last)[0] for s in starts]
         vecs = self._pool(self.pad(rows), pooling)
         weights = torch.tensor([float(len(r)) for r in rows])
         return (vecs * weights[:, None]).sum(0) / weights.sum()
@@ -281,8 +300,8 @@ class _TaskPipeline(Pipeline):
         options = {k: v for k, v in (self.record.get("options") or {}).items()
                    if k in {f.name for f in dataclasses.fields(cls.Options)} and k != "class_weights"}
         options["max_length"] = self.max_length
-        if self.task_name == "classification":
-            options["truncation"] = truncation
+        if self.task_name == "classification":  # windows are the pipeline's; the task only ever cuts
+            options["truncation"] = "head" if truncation == "window" else truncation
         self.runner = cls(tokenizer, self.labels or None, options)
         self.module = self.runner.wrap(model)
 
@@ -308,15 +327,51 @@ class TextClassification(_TaskPipeline):
 
         texts, single = _listify(texts)
         check_texts([x for t in texts for x in (t if isinstance(t, (tuple, list)) else [t])], self.task)
-        self.count_long(texts)
-        examples = [TextExample(*t) if isinstance(t, (tuple, list)) else TextExample(t) for t in texts]
-        probs = self.runner.predict(self.module, examples).softmax(-1)
+        if self.truncation == "window":
+            probs = self._windowed(texts)
+        else:
+            self.count_long(texts)
+            examples = [TextExample(*t) if isinstance(t, (tuple, list)) else TextExample(t) for t in texts]
+            probs = self.runner.predict(self.module, examples).softmax(-1)
         out = []
         for row in probs:
             top = row.topk(min(top_k, len(row)))
             best = zip(top.values.tolist(), top.indices.tolist())
             out.append([{"label": self.labels[i], "score": p} for p, i in best])
         return out[0] if single else out
+
+
+    def windows(self, text) -> tuple[list[dict], bool]:
+        """The features of ``text``'s windows (overlapping by half) and whether it is longer than one
+        window. A pair's second text is kept whole when the pair fits, else cut to half the room
+        (head); the first text is windowed."""
+        from sesame.tasks.base import IGNORE, cut
+
+        a, b = (text[0], text[1]) if isinstance(text, (tuple, list)) else (text, None)
+        a_ids = self.tokenizer.encode(a).ids
+        b_ids = self.tokenizer.encode(b).ids if b is not None else None
+        budget = self.max_length - (3 if b is not None else 2)  # the task's [CLS] a [SEP] (b [SEP])
+        long = len(a_ids) + len(b_ids or []) > budget
+        if long and b_ids is not None:
+            b_ids = cut(b_ids, min(len(b_ids), budget // 2))
+        room = budget - len(b_ids or [])
+        rows = []
+        for s in window_starts(len(a_ids), room):
+            ids, types = self.runner.inputs(a_ids[s:s + room], b_ids)  # the task's format (XLNet: CLS last)
+            rows.append({"input_ids": ids, "token_type_ids": types, "label": IGNORE})
+        return rows, long
+
+    def _windowed(self, texts) -> torch.Tensor:
+        """(N, labels): each text's mean class probabilities over its windows."""
+        feats, owner = [], []
+        for i, text in enumerate(texts):
+            rows, long = self.windows(text)
+            self.truncated += long
+            feats += rows
+            owner += [i] * len(rows)
+        probs = self.runner.predict_features(self.module, feats).softmax(-1)
+        owner_t = torch.tensor(owner)
+        return torch.stack([probs[owner_t == i].mean(0) for i in range(len(texts))])
 
 
 _WORDS = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W\u3400-\u9fff\uf900-\ufaff]+|[^\w\s]")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +18,7 @@ from sesame.data import Corpus, build_dataset, prepare
 from sesame.errors import ConfigError, DataError
 from sesame.models import save_model
 from sesame.objectives import Vocab, build_objective
-from sesame.outputs import claim_run_dir, writing
+from sesame.outputs import claim_run_dir, model_outputs, writing
 from sesame.tokenize import Tokenizer, load_tokenizer, train_tokenizer
 from sesame.train import Trainer, find_resumable
 from sesame.train.lock import run_lock
@@ -138,17 +137,8 @@ def build_task(run: RunConfig, tok: Tokenizer):
 
 
 # what a pretrain run writes into its directory; --overwrite replaces these and keeps anything else
-RUN_OUTPUTS = ("config.toml", TOKENIZER, "corpus", "checkpoints", "metrics.jsonl", "plots", "model", "tensorboard")
-
-
-def _claim_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """The overwrite policy for a run directory (outputs.claim_run_dir); ``overwrite`` removes
-    only this verb's own outputs (RUN_OUTPUTS) and keeps anything else."""
-    claim_run_dir(run_dir, resume, overwrite)
-    if overwrite and not resume and run_dir.is_dir():
-        for p in run_dir.iterdir():
-            if p.name in RUN_OUTPUTS:
-                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+RUN_OUTPUTS = ("config.toml", TOKENIZER, "corpus", "checkpoints", "metrics.jsonl", "plots", "tensorboard",
+               *model_outputs("model", "generator"))
 
 
 def _finished(run: RunConfig, run_dir: Path, allow_config_change: bool) -> int | None:
@@ -177,7 +167,7 @@ def pretrain(run: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
     resume (see train.resume). Resuming a finished run returns at once with ``finished``."""
     run_dir = Path(run_dir)
     with run_lock(run_dir, say):
-        _claim_run_dir(run_dir, resume, overwrite)
+        claim_run_dir(run_dir, resume, overwrite, RUN_OUTPUTS)  # overwrite removes only RUN_OUTPUTS
         if resume:
             done = _finished(run, run_dir, allow_config_change)
             if done is not None:

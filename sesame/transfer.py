@@ -170,6 +170,10 @@ def reinit(model: Model, keep_embeddings: bool = True) -> int:
             elif isinstance(m, RMSNorm):
                 nn.init.ones_(m.weight)
         count += sum(1 for _ in root.parameters())
+    if model.config.init == "t5":  # T5's per-weight scales over what was just re-initialised
+        from sesame.models.families.t5 import t5_init
+
+        t5_init(model, keep)
     return count
 
 

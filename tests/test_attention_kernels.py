@@ -99,6 +99,40 @@ def test_linformer_with_k_equal_length_and_identity_projections_is_full_attentio
     close(ker(q, k, v, Layout()), full(q, k, v, Layout()))
 
 
+def test_linformer_sharing_levels_and_a_layerwise_checkpoint_round_trip(tmp_path):
+    from sesame.compress.surgery import keep_layers
+    from sesame.models.io import load_model, save_model
+    from sesame.train.checkpoint import load_model_state, model_state
+
+    def counts(share):
+        model = build_model(config("linformer", {"k": 8, "share": share}, layers=3, num_kv_heads=2))
+        kernels = [blk.attn.kernel for blk in model.body.layers]
+        return model, kernels, sum(p.numel() for ker in kernels for p in ker.parameters())
+
+    pair = 8 * 32  # one k × max_length matrix
+    assert [counts(s)[2] for s in ("none", "heads", "kv", "layers")] == [3 * 2 * 2 * pair, 3 * 2 * pair,
+                                                                         3 * pair, pair]
+    model, kernels, _ = counts("layers")
+    assert all(ker.projections()[0] is kernels[0].E and ker.projections()[1] is kernels[0].E for ker in kernels)
+    assert [k for k, _ in model.named_parameters() if "kernel" in k] == ["body.layers.0.attn.kernel.E"]
+    with torch.no_grad():
+        kernels[0].E.normal_()
+    ids = torch.randint(0, 50, (2, 9))
+    with torch.no_grad():
+        want = model.eval()(ids).hidden
+        again = load_model(save_model(model, tmp_path / "m"))[0]  # model.safetensors stores it once
+        close(again.eval()(ids).hidden, want, 0.0)
+        tensors, aliases = model_state(model)  # a training checkpoint's state
+        fresh = build_model(model.config).eval()
+        load_model_state(fresh, tensors, aliases)
+        close(fresh(ids).hidden, want, 0.0)
+    assert fresh.body.layers[2].attn.kernel.projections()[1] is fresh.body.layers[0].attn.kernel.E
+    kept = keep_layers(model, [2, 1])  # layer 0 dropped: the shared matrix stays at the new layer 0
+    assert torch.equal(kept.body.layers[1].attn.kernel.projections()[0], kernels[0].E)
+    with pytest.raises(ConfigError, match="share = 'headwise' is not one of 'none', 'heads', 'kv', 'layers'"):
+        build_model(config("linformer", {"share": "headwise"}))
+
+
 def test_performer_estimates_the_softmax_kernel_without_bias():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(2, 6, 8, generator=g) * 0.4
@@ -194,6 +228,41 @@ def test_longformer_packed_documents_stay_inside_their_document():
         close(out[:1, :, :6], first)
         second = ker(q[:1, :, 6:], k[:1, :, 6:], v[:1, :, 6:], Layout(causal=causal))
         close(out[:1, :, 6:], second)
+
+
+@pytest.mark.parametrize("name", ["linear", "performer"])
+def test_linear_kernels_packed_documents_equal_each_document_alone(name):
+    """Ten chunks of 3 (every doubling step of the segmented scan), documents that
+    cross several chunks, end on a chunk boundary or inside one, and padding."""
+    t = 29
+    q, k, v = qkv(5, t)
+    docs = torch.tensor([[0] * 2 + [1] * 17 + [2] * 3 + [3] * 7, [0] * 12 + [1] + [2] * 14 + [-1] * 2])
+    padding = docs >= 0
+    ker = kernel(name, {"chunk": 3, **({"features": 32} if name == "performer" else {})})
+    for causal in (False, True):
+        out = ker(q, k, v, Layout(causal=causal, doc_ids=docs, key_padding=padding))
+        close(out.transpose(1, 2)[padding], ker.attend_with_map(
+            q, k, v, Layout(causal=causal, doc_ids=docs, key_padding=padding))[0].transpose(1, 2)[padding])
+        for row in range(B):
+            for d in docs[row].unique().tolist():
+                if d < 0:
+                    continue
+                at = (docs[row] == d).nonzero()[:, 0]
+                part = slice(int(at[0]), int(at[-1]) + 1)
+                alone = ker(q[row:row + 1, :, part], k[row:row + 1, :, part], v[row:row + 1, :, part],
+                            Layout(causal=causal))
+                close(out[row:row + 1, :, part], alone)
+    model = build_model(decoder(name, position="rotary"), needed={"causal", "documents"}).eval()
+    ids, docs = torch.randint(0, 50, (1, 11)), torch.tensor([[0] * 7 + [1] * 4])
+    positions = torch.tensor([list(range(7)) + list(range(4))])
+    with torch.no_grad():  # a packed clm decoder: each document as if alone
+        packed = model(ids, layout=Layout(causal=True, doc_ids=docs), positions=positions).logits["lm"]
+        close(packed[:, :7], model(ids[:, :7]).logits["lm"])
+        close(packed[:, 7:], model(ids[:, 7:]).logits["lm"])
+    with pytest.raises(ConfigError, match="cannot decode packed documents"):
+        model.body.layers[0].attn.kernel.step(q, k, v, Layout(causal=True, doc_ids=docs), LayerCache())
+    with pytest.raises(ConfigError, match="cannot honour documents .its buckets or projections"):
+        build_model(config("lsh", arch="decoder", heads=["lm"]), needed={"causal", "documents"})
 
 
 # ---- padding and fully masked rows -------------------------------------------

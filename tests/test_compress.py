@@ -2,6 +2,7 @@
 its teacher, head pruning = head masking, LayerDrop at rate 0 and Theseus at p = 1,
 magnitude pruning masks, int8 quantization within tolerance and the accuracy check, and
 the bad inputs (impossible layer map, tokenizer mismatch, too many heads)."""
+import json
 import math
 
 import numpy as np
@@ -366,6 +367,29 @@ def test_cli_distill_prune_theseus_and_quantize_run_on_sst2(teacher, data_dir, t
     assert "16 heads" in capsys.readouterr().err
     assert cli("quantize", teacher, "--dataset", "sst2", "--method", "dynamic", "--out", tmp_path / "q") == 2
     assert "scales" in capsys.readouterr().err
+
+
+def test_compression_outputs_follow_the_overwrite_policy(teacher, data_dir, tmp_path, capsys):
+    """distill / prune / quantize refuse a non-empty --out unless --overwrite, which replaces only
+    their own outputs (before: prune silently replaced the model and summary)."""
+    out = tmp_path / "h"
+    heads = ["prune", teacher, "--dataset", "sst2", "--method", "heads", "--heads", 1, "--out", out,
+             "--max-train", 16, "--max-eval", 16, "--data-dir", data_dir]
+    assert cli(*heads) == 0
+    first = (out / "model" / "model.safetensors").read_bytes()
+    (out / "notes.txt").write_text("mine")
+    (out / "model" / "mine.txt").write_text("mine too")
+    capsys.readouterr()
+    assert cli(*heads[:7], 2, *heads[8:]) == 2
+    assert cli("distill", teacher, "--dataset", "sst2", "--student", "", "--out", out, "--data-dir", data_dir) == 2
+    assert cli("quantize", teacher, "--dataset", "sst2", "--method", "qat", "--out", out) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 3 and err.count("pass --overwrite") == 3 and "--resume" not in err
+    assert (out / "model" / "model.safetensors").read_bytes() == first  # nothing was touched
+    assert cli(*heads[:7], 2, *heads[8:], "--overwrite") == 0
+    assert sum(load_model(out / "model")[0].config.head_counts) == 16 - 2  # the second run's model
+    assert (out / "notes.txt").read_text() == "mine" and (out / "model" / "mine.txt").read_text() == "mine too"
+    assert json.loads((out / "summary.json").read_text())["count"] == 2
 
 
 def test_the_accuracy_check_compares_real_metrics(teacher, data_dir, monkeypatch):

@@ -16,7 +16,7 @@ from sesame.cli.main import main
 from sesame.config.run import load_config
 from sesame.errors import ConfigError
 from sesame.models import build_model, save_model
-from sesame.pipelines import split_words
+from sesame.pipelines import split_words, window_starts
 from sesame.tasks.base import cut
 from sesame.tokenize import load_tokenizer
 
@@ -213,6 +213,48 @@ def test_one_long_input_policy(base, cli_run, tmp_path, capsys):
         Tagging(load_tokenizer(base), ["O"], {"truncation": "tail"})
 
 
+def test_window_starts_cover_every_token():
+    for n in range(1, 40):
+        for room in range(1, 9):
+            starts = window_starts(n, room)
+            assert starts[0] == 0 and min(n, starts[-1] + room) == n and all(s + room <= max(n, room) for s in starts)
+            assert set().union(*(range(s, min(s + room, n)) for s in starts)) == set(range(n))
+            assert (len(starts) == 1) == (n <= room)  # one window exactly when the text fits
+    assert window_starts(48, 30) == [0, 15, 18] and window_starts(30, 30) == [0]
+
+
+def test_classify_reads_long_texts_in_windows(cli_run, capsys):
+    model = cli_run / "model"
+    head = sesame.pipeline("text-classification", model)
+    windowed = sesame.pipeline("text-classification", model, truncation="window")
+    short = ["great acting", "awful plot", ("great acting", "awful plot")]
+    assert windowed(short, top_k=2) == head(short, top_k=2) and windowed.truncated == 0  # one window: exact
+    long = " ".join(["great acting"] * 12 + ["awful plot"] * 12)  # 48 tokens, 30 per window
+    rows, is_long = windowed.windows(long)
+    ids = windowed.tokenizer.encode(long).ids
+    assert is_long and len(ids) == 48 and [r["input_ids"][1:-1] for r in rows] == [ids[0:30], ids[15:45], ids[18:48]]
+    probs = windowed.runner.predict_features(windowed.module, rows).softmax(-1)
+    assert not torch.equal(probs[0], probs[2])  # the windows disagree, so the pooling matters
+    got = {d["label"]: d["score"] for d in windowed(long, top_k=2)}
+    assert got == {windowed.labels[i]: p for i, p in enumerate(probs.mean(0).tolist())}  # mean over all windows
+    cut_head = {d["label"]: d["score"] for d in head(long, top_k=2)}
+    assert cut_head == {head.labels[i]: p for i, p in enumerate(probs[0].tolist())}  # head = the first window only
+    assert windowed.truncated == 1 and head.truncated == 1
+    pair, _ = windowed.windows((long, "awful plot " * 20))  # the second text: cut to half the room (14 of 40)
+    assert all(r["input_ids"].count(3) == 2 and len(r["input_ids"]) <= 32 for r in pair)
+    assert [r["input_ids"][-15:-1] for r in pair] == [windowed.tokenizer.encode("awful plot " * 7).ids] * len(pair)
+    capsys.readouterr()
+    assert main(["classify", str(model), long, "--truncation", "window"]) == 0
+    out = capsys.readouterr()
+    best = max(got, key=got.get)
+    assert out.out.split("\t")[:2] == [best, f"{got[best]:.3f}"]
+    assert "1 of 1 input(s) were longer than 32 tokens: read in windows overlapping by half, probabilities " \
+           "averaged" in out.err
+    with pytest.raises(ConfigError, match="token-classification: truncation must be one of head, tail, "
+                                          "head\\+tail, got 'window'"):
+        sesame.pipeline("token-classification", model, truncation="window")
+
+
 def test_inference_files_in_and_out(cli_run, files, tmp_path, capsys):
     model = str(cli_run / "model")
     assert main(["classify", model, "--input", str(files / "inputs.txt"), "--output", str(tmp_path / "p.jsonl")]) == 0
@@ -344,20 +386,27 @@ def test_then_takes_a_file_stage(base, files, tmp_path, capsys):
         stage_arg("train=a.conll,task=tagging,tag-column=2")
     with pytest.raises(ConfigError, match="needs train=FILE and task=TASK"):
         stage_arg("train=a.conll")
+    quoted = stage_arg('train="my, ""best"" data.csv",task=classification,delimiter=",",text-column="a,b"')
+    assert quoted == {"train": 'my, "best" data.csv', "task": "classification", "data": {"delimiter": ","},
+                      "columns": {"text": "a,b"}}
+    with pytest.raises(ConfigError, match="unclosed double quote"):
+        stage_arg('train="a, b.csv,task=tagging')
 
 
 def test_also_takes_file_stages(base, files, tmp_path, capsys):
     """Multi-task from files: the CSV (--train) and a column file (--also), one shared encoder,
     each task saved with its head and its recorded files."""
-    (tmp_path / "ner.conll").write_text("\n\n".join(["john x B-PER\nwent x O\nto x O\nparis x B-LOC"] * 8) + "\n")
+    ner = tmp_path / "ner, v2.conll"  # a comma in the path: the stage quotes it
+    ner.write_text("\n\n".join(["john x B-PER\nwent x O\nto x O\nparis x B-LOC"] * 8) + "\n")
     code = main(["finetune", str(base), "--train", str(files / "train.csv"), "--task", "classification",
                  "--text-column", "review", "--label-column", "sentiment", "--also",
-                 f"train={tmp_path / 'ner.conll'},task=tagging,tags-column=2", "--out", str(tmp_path / "mtl"),
+                 f'train="{ner}",task=tagging,tags-column=2', "--out", str(tmp_path / "mtl"),
                  "--set", "train.steps=2", "--set", "train.batch_size=4", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert re.search(r"^train-classification dev \(\d+ examples\): \{\"accuracy\"", out, re.M), out
-    assert re.search(r"^ner dev \(1 examples\): \{.*\"f1\"", out, re.M), out
-    for name, task in (("train-classification", "classification"), ("ner", "tagging")):
+    assert re.search(r"^ner, v2 dev \(1 examples\): \{.*\"f1\"", out, re.M), out
+    for name, task in (("train-classification", "classification"), ("ner, v2", "tagging")):
         record = json.loads((tmp_path / "mtl" / "models" / name / "finetune.json").read_text())
-        assert record["task"] == task and record["multitask"] == ["train-classification", "ner"] and "files" in record
+        assert record["task"] == task and record["multitask"] == ["train-classification", "ner, v2"]
+        assert "files" in record

@@ -108,10 +108,46 @@ def test_labeled_readers_end_in_a_dataset_or_a_sesame_error(kind):
     run()
 
 
+# ---- your own labeled files (`finetune --train FILE`): CSV, TSV, JSONL, JSON, CoNLL ----------------
+OWN_FILES = {
+    "csv": ("classification", b'text,label\n"a good, long film",pos\nawful plot,neg\n'),
+    "tsv": ("classification", b"text\tlabel\ngood film\tpos\nawful plot\tneg\n"),
+    "jsonl": ("classification", b'{"text": "good film", "label": "pos"}\n{"text": "bad", "label": "neg"}\n'),
+    "json": ("qa", json.dumps([{"question": "Where?", "context": "Paris is in France.",
+                                "answers": [{"text": "France", "answer_start": 12}]}]).encode()),
+    "conll": ("tagging", b"EU B-ORG\nrejects O\n\nPeter B-PER\nleft O\n"),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(OWN_FILES))
+def test_own_labeled_files_end_in_a_dataset_or_a_sesame_error(fmt):
+    from sesame.tasks.files import read_file
+
+    task, valid = OWN_FILES[fmt]
+
+    @FUZZ
+    @given(mutated(valid))
+    def run(data):
+        CASES[f"file-{fmt}"] += 1
+        ds = ends_well(read_file, tmpfile(f"train.{fmt}", data), {"task": task})
+        assert ds is None or (isinstance(ds.examples, list) and isinstance(ds.labels, list))
+
+    run()
+
+
 # ---- tokenizer loaders: tokenizer.json, vocab.txt, sentencepiece .model ---------------------
 @pytest.fixture(scope="module")
 def tokenizer_json() -> bytes:
     return train_tokenizer(texts=["the cat sat on the mat"] * 4, vocab_size=40, min_frequency=1).to_json().encode()
+
+
+@FUZZ
+@given(st.lists(st.text(max_size=60), min_size=1, max_size=6), st.integers(6, 80))
+def test_unigram_training_on_any_text_ends_in_a_tokenizer_or_a_sesame_error(texts, size):
+    CASES["train-unigram"] += 1
+    tok = ends_well(train_tokenizer, texts=texts, kind="unigram", vocab_size=size)
+    if tok is not None:
+        assert 6 <= tok.vocab_size <= size and isinstance(tok.encode(texts[0]).ids, list)
 
 
 @pytest.mark.parametrize("name", ["tokenizer.json", "vocab.txt", "spm.model"])

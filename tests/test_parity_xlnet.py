@@ -77,6 +77,37 @@ def test_query_stream_with_perm_mask_and_target_mapping(pair):
     assert (mine.logits["lm"] - theirs.logits).abs().max() < TOL
 
 
+def test_bi_data_backward_stream_negates_distances_as_hf(pair):
+    """HF's bi_data: the first half of the batch forward, the second half with negated
+    relative distances; ours marks those rows ``Layout.backward``."""
+    import dataclasses
+
+    hf, ours, _ = pair
+    ids, types, mask = _inputs(b=4)
+    perm_mask, tm = _perm(4, ids.shape[1])
+    backward = torch.tensor([False, False, True, True])
+    hf.transformer.bi_data = True
+    try:
+        with torch.no_grad():
+            theirs = hf(ids, attention_mask=mask, token_type_ids=types, perm_mask=perm_mask, target_mapping=tm)
+            plain = hf(ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True)
+    finally:
+        hf.transformer.bi_data = False
+    content, query = (dataclasses.replace(x, backward=backward) for x in stream_layouts(perm_mask, mask))
+    with torch.no_grad():
+        mine = ours(ids, token_type_ids=types, layout=content, query_layout=query, target_mapping=tm)
+        hidden = ours(ids, token_type_ids=types, layout=dataclasses.replace(stream_layouts(None, mask)[0],
+                                                                            backward=backward)).hidden
+        forward = ours(ids, token_type_ids=types, layout=content, query_layout=query, target_mapping=tm)
+    assert (mine.logits["lm"] - theirs.logits).abs().max() < TOL
+    keep = mask.bool()
+    assert (hidden[keep] - plain.hidden_states[-1][keep]).abs().max() < TOL
+    unmarked = ours(ids, token_type_ids=types, layout=stream_layouts(perm_mask, mask)[0],
+                    query_layout=stream_layouts(perm_mask, mask)[1], target_mapping=tm).logits["lm"]
+    assert (unmarked[:2] - forward.logits["lm"][:2]).abs().max() < TOL  # forward rows as without bi_data
+    assert (unmarked[2:] - forward.logits["lm"][2:]).abs().max() > 1e-3  # backward rows differ
+
+
 def test_mems_segment_recurrence(pair):
     hf, ours, _ = pair
     ids, types, _ = _inputs(t=14)

@@ -118,6 +118,32 @@ def test_no_query_stream_position_sees_its_own_or_later_content():
             assert not torch.allclose(logits(changed)[0, m], base[0, m], atol=1e-4)
 
 
+def test_bi_data_reverses_the_second_half_and_marks_it_backward():
+    from sesame.errors import ConfigError
+
+    batch = _batch(b=5)
+    batch["token_type_ids"] = np.tile(np.arange(11), (5, 1))
+    out = PLM(Vocab(V), {"bi_data": True}).transform(dict(batch), np.random.default_rng(0))
+    assert out["backward"].tolist() == [False, False, False, True, True]  # b - b // 2 rows forward
+    ids, real = batch["input_ids"], batch["attention_mask"]
+    for row in range(5):
+        pos = np.flatnonzero(real[row])
+        want = ids[row, pos[::-1]] if row >= 3 else ids[row, pos]
+        assert out["input_ids"][row, pos].tolist() == want.tolist()
+        assert out["token_type_ids"][row, pos].tolist() == (pos[::-1] if row >= 3 else pos).tolist()
+    picked = (out["target_mapping"] @ out["input_ids"][:, :, None].float())[..., 0].long()
+    keep = out["labels"] != -100
+    assert torch.equal(picked[keep], out["labels"][keep])  # targets read the reversed rows
+    module = PLM(Vocab(V), {"bi_data": True}).build(xlnet_config())
+    result = module(out)
+    result.loss.backward()
+    assert torch.isfinite(result.loss) and module.model.body.layers[0].attn.kernel.r.weight.grad.abs().sum() > 0
+    assert "backward" in PLM(Vocab(V), {"bi_data": True}).needs and "backward" not in PLM(Vocab(V)).needs
+    with pytest.raises(ConfigError, match="cannot honour backward .a backward stream"):  # only xl encodes it
+        build_model(xlnet_config(attention="full", relative_segments=False, two_stream=False, heads=["mlm"]),
+                    needed={"backward"})
+
+
 def test_tiny_pretraining_on_real_text_lowers_the_loss(shared_data):
     text = (shared_data / "corpora/en/tinyshakespeare/input.txt").read_bytes()[:200_000]
     ids = np.frombuffer(text, dtype=np.uint8).astype(np.int64)

@@ -63,7 +63,7 @@ def test_a_second_process_on_a_locked_run_directory_is_refused_by_name(tmp_path)
     trainer(tmp_path).fit()
 
 
-def test_plot_refuses_interleaved_metrics_naming_the_line_and_resume_rewrites_atomically(tmp_path):
+def test_plot_refuses_interleaved_metrics_naming_the_line_and_resume_rewrites_atomically(tmp_path, capsys):
     trainer(tmp_path, steps=4, save_every=2).fit()
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     bad = lines[:1] + [lines[1][:30] + lines[2]] + lines[3:]
@@ -71,8 +71,11 @@ def test_plot_refuses_interleaved_metrics_naming_the_line_and_resume_rewrites_at
     with pytest.raises(DataError, match=r"metrics.jsonl line 2 is corrupt"):
         plot_run(tmp_path)
     assert main(["plot", str(tmp_path)]) == 2
+    capsys.readouterr()
     trainer(tmp_path, steps=4, save_every=2).fit(resume=True)
-    # the unreadable line is dropped when the file is rewritten on resume; the rest is kept
+    # the unreadable line is dropped when the file is rewritten on resume, said, and its bytes kept aside
+    assert f"warning: {tmp_path / 'metrics.jsonl'}: 1 corrupt line (2) dropped on resume" in capsys.readouterr().err
+    assert (tmp_path / "metrics.jsonl.corrupt").read_text() == bad[1] + "\n"
     assert [r["step"] for r in read_metrics(tmp_path, strict=True) if "event" not in r] == [1, 4]
     assert not list(tmp_path.glob("*.tmp"))
     plot_run(tmp_path)
@@ -313,6 +316,36 @@ def test_two_fresh_pretrain_runs_are_identical_and_a_finished_run_resumes_cleanl
     capsys.readouterr()
     assert main(cli(a, "--resume")[3:]) == 0  # before: a TypeError in cli/pretrain.py
     assert "already finished at step 4" in capsys.readouterr().out
+
+
+UNIGRAM = """import sys
+from pathlib import Path
+from sesame.tokenize import train_tokenizer
+tok = train_tokenizer([sys.argv[1]], kind="unigram", vocab_size=600)
+Path(sys.argv[2]).write_text(tok.to_json(), encoding="utf-8")
+"""
+
+
+def test_unigram_training_is_reproducible_across_fresh_processes(tmp_path, shared_data):
+    from sesame.tokenize import load_tokenizer
+
+    lines = (shared_data / "corpora/en/tinyshakespeare/input.txt").read_text(encoding="utf-8").splitlines(True)
+    src = tmp_path / "text.txt"
+    src.write_text("".join(lines[:8000]), encoding="utf-8")  # ~280 KB: tokenizers' Unigram trainer gave two vocabs
+    outs = [tmp_path / f"{n}.json" for n in "ab"]
+    procs = [subprocess.Popen([sys.executable, "-c", UNIGRAM, str(src), str(o)], stderr=subprocess.PIPE, text=True,
+                              env=env(), cwd=ROOT) for o in outs]
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read()
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    tok = load_tokenizer(outs[0])
+    assert tok.kind == "unigram" and tok.vocab_size == 600  # the size asked is reached
+    held_out = [ln.rstrip("\n") for ln in lines[20000:20300] if ln.strip()]
+    assert all(tok.decode(tok.encode(ln).ids) == ln for ln in held_out)  # unseen text round-trips
+    ids = [i for ln in held_out for i in tok.encode(ln).ids]
+    assert ids.count(tok.token_to_id("<unk>")) == 0
+    chars = sum(len(ln) for ln in held_out)
+    assert len(ids) < chars / 2  # real subwords (with <s> and </s> per line), not characters
 
 
 # ---- 9. faults around checkpoints ----------------------------------------------------------------

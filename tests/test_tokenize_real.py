@@ -83,6 +83,35 @@ def test_sentencepiece_model_matches_sentencepiece(shared_data):
         assert t.lstrip("▁") == "" or lines[0][s:e].strip() != ""
 
 
+def test_chinese_sentencepiece_loads_as_xlnet_tokenizer_and_matches_hf(shared_data, tmp_path):
+    """The Chinese sentencepiece model as XLNet's tokenizer: XLNet's text preprocessing and
+    its ``a [SEP] b [SEP] [CLS]`` template, against transformers' XLNetTokenizer (offline,
+    from the same file) on real Chinese lines and ChnSentiCorp reviews."""
+    transformers = pytest.importorskip("transformers")
+    path = shared_data / "vocab" / "cluecorpussmall_spm.model"
+    (tmp_path / "spiece.model").write_bytes(path.read_bytes())
+    try:
+        ref = transformers.XLNetTokenizer.from_pretrained(
+            str(tmp_path), cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]",
+            mask_token="[MASK]")
+    except (ImportError, ValueError, OSError) as err:
+        pytest.skip(f"transformers cannot build XLNetTokenizer offline here: {err}")
+    tok = load_tokenizer(path, xlnet=True)
+    lines = [x for x in _head(shared_data / "corpora" / "zh" / "cluecorpus-small-sample" /
+                              "CLUECorpusSmall_sampled.txt", 120_000).split("\n")[:150] if x.strip()]
+    reviews = [row.split("\t", 1)[1] for row in
+               (shared_data / "labeled" / "zh" / "chnsenticorp" / "dev.tsv").read_text().splitlines()[1:21]]
+    assert tok.backend.normalizer.normalize_str("Mühlberg ``x''") == 'Muhlberg "x"'  # XLNet's preprocessing
+    for text in SAMPLES + lines + reviews:
+        want = ref(text, add_special_tokens=True, return_token_type_ids=True)
+        assert tok.encode(text, add_special_tokens=True).ids == want["input_ids"], text
+        assert tok.build_inputs(tok.encode(text).ids, cls_last=True) == (want["input_ids"], want["token_type_ids"])
+    for a, b in zip(reviews[::2], reviews[1::2]):
+        want = ref(a, b, return_token_type_ids=True)
+        got = tok.build_inputs(tok.encode(a).ids, tok.encode(b).ids, cls_last=True)
+        assert got == (want["input_ids"], want["token_type_ids"])
+
+
 def test_train_wordpiece_on_gutenberg(shared_data):
     books = sorted((shared_data / "corpora" / "en" / "gutenberg").glob("*.txt"))
     train = [line for b in books[:6] for line in _head(b, 60_000).split("\n") if line.strip()]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from sesame.cli.common import add_overwrite_arg
+
 
 def add_common(p, sections: tuple[str, ...]) -> None:
     p.add_argument("--out", help="run directory (default: runs/<verb>-<dataset>)")
@@ -13,6 +15,7 @@ def add_common(p, sections: tuple[str, ...]) -> None:
     p.add_argument("--max-eval", type=int, help="evaluate on at most N examples per split")
     p.add_argument("--data-dir", help="where the labeled sets live (default: ../shared/data/labeled)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_overwrite_arg(p)
 
 
 def settings(args, sections: tuple[str, ...]) -> dict[str, dict]:

@@ -44,12 +44,13 @@ def run(args) -> int:
     from pathlib import Path
 
     from sesame.compress.distill import DistillConfig, distill
+    from sesame.compress.run import claim_out
 
     s = settings(args, SECTIONS)
     if args.method:
         s["distill"]["method"] = args.method
     cfg = DistillConfig.from_dict(s["distill"], "distill")
-    out = Path(args.out or Path("runs") / f"distill-{args.dataset or 'corpus'}")
+    out = claim_out(Path(args.out or Path("runs") / f"distill-{args.dataset or 'corpus'}"), args.overwrite)
     summary = distill(args.teacher, args.student, out, cfg, dataset=args.dataset, corpus=args.corpus,
                       data=s["data"], train=s["train"], options=s["task"], student_overrides=s["student"],
                       max_train=args.max_train, max_eval=args.max_eval, data_dir=args.data_dir,

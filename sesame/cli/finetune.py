@@ -99,7 +99,8 @@ def add_parser(sub) -> None:
     d.add_argument("--then", metavar="DATASET|train=FILE,task=TASK,...",
                    help="two-stage: fully fine-tune on --dataset or --train first (the intermediate task), then "
                         "on a named set or a file stage, e.g. train=ner.conll,task=tagging,tags-column=3 (keys: "
-                        "train, dev, test, task, ROLE-column, format, delimiter, header, dev-fraction)")
+                        "train, dev, test, task, ROLE-column, format, delimiter, header, dev-fraction; a value "
+                        "with a comma in double quotes: 'train=\"my, data.csv\",task=classification')")
     d.add_argument("--also", nargs="+", metavar="DATASET|train=FILE,task=TASK,...",
                    help="multi-task: train --dataset (or --train) and these together, one shared encoder, one head "
                         "each; each a named set or a file stage as for --then")
@@ -160,8 +161,9 @@ STAGE_KEYS = ("train", "dev", "test", "task", "name", "format", "delimiter", "he
 def stage_arg(text: str) -> dict:
     """A --then / --also stage: a named set (``sst2``) or one line of file options,
     ``train=FILE,task=TASK[,dev=FILE][,test=FILE][,ROLE-column=C][,format=F][,delimiter=D]
-    [,header=false][,dev-fraction=X][,name=N]`` (paths may not hold commas; ``name`` names a
-    multi-task head, default the file's stem)."""
+    [,header=false][,dev-fraction=X][,name=N]`` (``name`` names a multi-task head, default
+    the file's stem). A value holding a comma goes in double quotes, a quote inside it
+    doubled as in CSV: ``train="reviews, 2024.csv",delimiter=","``."""
     from sesame.config.base import closest
     from sesame.errors import ConfigError
 
@@ -170,7 +172,7 @@ def stage_arg(text: str) -> dict:
     roles = ("text", "text-pair", "label", "tokens", "tags", "question", "context", "answers", "options", "source",
              "target", "id")
     stage: dict = {"columns": {}, "data": {}}
-    for item in text.split(","):
+    for item in split_stage(text):
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not value:
@@ -191,6 +193,31 @@ def stage_arg(text: str) -> dict:
     if "train" not in stage or "task" not in stage:
         raise ConfigError(f"a file stage needs train=FILE and task=TASK, got {text!r}")
     return stage
+
+
+def split_stage(text: str) -> list[str]:
+    """``text``'s KEY=VALUE items: split at commas outside double quotes; the quotes are
+    dropped and ``""`` inside them is one quote (CSV's rule)."""
+    from sesame.errors import ConfigError
+
+    items, item, quoted, i = [], [], False, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == '"':
+            if quoted and text[i + 1:i + 2] == '"':
+                item.append('"')
+                i += 1
+            else:
+                quoted = not quoted
+        elif ch == "," and not quoted:
+            items.append("".join(item))
+            item = []
+        else:
+            item.append(ch)
+        i += 1
+    if quoted:
+        raise ConfigError(f'stage {text!r} has an unclosed double quote; quote a whole value: train="a, b.csv"')
+    return [*items, "".join(item)]
 
 
 def _index(value: str):

@@ -19,6 +19,8 @@ VERBS = {
     "translate": ("translation", "translate with an encoder-decoder model or a UniLM-style encoder (prefix LM)"),
 }
 
+WINDOW_POOL = {"embed": "vectors averaged", "classify": "probabilities averaged"}
+
 
 def add_parser(sub) -> None:
     for verb, (task, text) in VERBS.items():
@@ -47,10 +49,12 @@ def add_parser(sub) -> None:
         else:
             p.add_argument("texts", nargs="*", help="input texts (or --input FILE)")
         if verb in ("classify", "embed"):
-            p.add_argument("--truncation", choices=["head", "tail", "head+tail"] + (["window"] if verb == "embed"
-                                                                                   else []), default="head",
-                           help="long inputs keep their head (default), tail, or both" +
-                                ("; window: embed every window and average" if verb == "embed" else ""))
+            p.add_argument("--truncation", choices=["head", "tail", "head+tail", "window"], default="head",
+                           help="long inputs keep their head (default), tail, or both (a quarter head, the rest "
+                                "tail); window: read every window of max-length tokens, overlapping by half, and "
+                                + ("average the windows' vectors, weighted by their tokens" if verb == "embed" else
+                                   "average the windows' class probabilities (a pair's second text is kept, cut "
+                                   "to half the room when the pair is long)"))
         if verb == "fill-mask":
             p.add_argument("--top-k", type=int, default=5)
         if verb == "classify":
@@ -253,6 +257,7 @@ def run(args) -> int:
         print(f"note: {skipped} empty input(s) in {args.input} skipped", file=sys.stderr)
     if getattr(pipe, "truncated", 0):
         how = getattr(args, "truncation", "head")
-        print(f"note: {pipe.truncated} of {len(inputs)} input(s) were longer than {pipe.max_length} tokens: "
-              f"{'read in windows' if how == 'window' else 'truncated (' + how + ')'}", file=sys.stderr)
+        done = f"read in windows overlapping by half, {WINDOW_POOL[verb]}" if how == "window" else f"truncated ({how})"
+        print(f"note: {pipe.truncated} of {len(inputs)} input(s) were longer than {pipe.max_length} tokens: {done}",
+              file=sys.stderr)
     return 0

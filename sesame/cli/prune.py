@@ -24,7 +24,8 @@ examples:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("prune", help="prune a fine-tuned model (magnitude, heads, layers, LayerDrop, Theseus)",
-                       description="Make a fine-tuned MODEL smaller on a labeled data set; the result goes to OUT/model.",
+                       description="Make a fine-tuned MODEL smaller on a labeled data set; the result goes to "
+                                   "OUT/model.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir", help="the fine-tuned model directory")
     p.add_argument("--dataset", required=True, help="the labeled data set (see sesame finetune --help)")
@@ -46,10 +47,11 @@ def run(args) -> int:
     from pathlib import Path
 
     from sesame.compress import prune, replace
+    from sesame.compress.run import claim_out
     from sesame.errors import ConfigError
 
     s = settings(args, SECTIONS)
-    out = Path(args.out or Path("runs") / f"prune-{args.method}-{args.dataset}")
+    out = claim_out(Path(args.out or Path("runs") / f"prune-{args.method}-{args.dataset}"), args.overwrite)
     common = dict(max_train=args.max_train, max_eval=args.max_eval, data_dir=args.data_dir)
     m = args.method
     if m == "magnitude":

@@ -34,12 +34,15 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from sesame.compress.quantize import quantize
+    from sesame.compress.run import claim_out
     from sesame.errors import CheckpointError
 
     if args.out and args.method != "qat":
         raise CheckpointError(f"a {args.method}-quantized model cannot be saved: sesame's safetensors format would "
                               "lose its int8 scales and packed weights; keep the float model and quantize on load "
                               "(drop --out)")
+    if args.out:
+        claim_out(args.out, args.overwrite)
     s = settings(args, SECTIONS)
     r = quantize(args.model_dir, args.dataset, args.method, args.out, calibration=args.calibration,
                  train=s["train"], max_train=args.max_train, max_eval=args.max_eval, data_dir=args.data_dir,

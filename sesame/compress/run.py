@@ -16,8 +16,13 @@ from sesame.config.registry import get
 from sesame.config.train import TrainConfig
 from sesame.errors import ConfigError
 from sesame.models import Model
+from sesame.outputs import claim_run_dir, model_outputs
+from sesame.pretrain import RUN_OUTPUTS
 from sesame.train import ArraySource, Trainer
 from sesame.transfer import as_strategy
+
+# what distill / prune / quantize write into their --out; --overwrite replaces these, keeps the rest
+OUTPUTS = (*RUN_OUTPUTS, *model_outputs("full"), "summary.json", "replace", "successor")
 
 
 @dataclasses.dataclass
@@ -31,6 +36,11 @@ class Labeled:
     evals: dict
     labels: list[str]
     notes: list[str]
+
+
+def claim_out(out: str | Path, overwrite: bool = False) -> Path:
+    """A compression run's --out under the one overwrite policy (outputs.claim_run_dir)."""
+    return claim_run_dir(out, resume=False, overwrite=overwrite, own=OUTPUTS, resumable=False)
 
 
 def load_labeled(dataset: str, model: Model, tok, options: dict | None = None, max_train: int | None = None,

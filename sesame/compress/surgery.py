@@ -43,8 +43,11 @@ def keep_layers(model: Model, keep: Sequence[int]) -> Model:
     if model.mix is not None:
         raise ConfigError("a model with a scalar mix over its layers cannot drop layers; fine-tune without it")
     state = {}
+    wide = {f"body.layers.0.attn.kernel.{n}" for n in model.body.layers[0].attn.kernel.model_wide}
     for key, value in model.state_dict().items():
-        if key.startswith("body.layers."):
+        if key in wide:  # held by layer 0 for every layer (Linformer share = "layers"): stays with layer 0
+            state[key] = value
+        elif key.startswith("body.layers."):
             index, rest = key[len("body.layers."):].split(".", 1)
             if int(index) in keep:
                 state[f"body.layers.{keep.index(int(index))}.{rest}"] = value

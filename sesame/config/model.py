@@ -12,6 +12,7 @@ POSITIONS = ("learned", "sinusoidal", "rotary", "t5", "alibi", "none", "shaw")
 NORMS = ("layernorm", "rmsnorm")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 FEEDFORWARDS = ("mlp", "glu")
+INITS = ("normal", "t5")
 HEADS = ("mlm", "lm", "pooler", "nsp", "sop", "classify", "rtd", "tag", "span", "choice", "sbo", "bilm")
 TOKEN_ENCODERS = ("char-cnn", "embedding")
 TASK_ENCODERS = ("none", "bilstm", "bag")
@@ -19,7 +20,7 @@ ELMO_FILTERS = [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 102
 # Transformer settings a biLM or a static table has no use for: asking for one fails at build time
 NOT_FOR_LSTM = ("attention", "attention_options", "reversible", "ff_chunks", "adapter_size", "two_stream", "mem_len",
                 "clamp_len", "relative_segments", "head_counts", "layerdrop", "share_layers", "num_kv_heads",
-                "head_dim", "prenorm", "feedforward", "embedding_size", "attention_scale")
+                "head_dim", "prenorm", "feedforward", "embedding_size", "attention_scale", "init")
 
 
 @dataclasses.dataclass
@@ -79,6 +80,7 @@ class ModelConfig(Section):
     lm_bias: bool = False  # a bias on the LM logits (BART's final_logits_bias)
     pad_token_id: int = 0
     init_std: float = 0.02
+    init: str = "normal"  # normal: N(0, init_std) everywhere; t5: T5's per-weight scaled normal (families/t5.py)
     head_counts: list[int] | None = None  # attention heads per layer after head pruning; default num_heads each
     layerdrop: float = 0.0  # LayerDrop: chance a whole layer is skipped in training (Fan et al.); 0: never
     # arch = "bilm" (ELMo): hidden = forward + backward width, intermediate = LSTM cell, layers = LSTM depth
@@ -100,6 +102,7 @@ class ModelConfig(Section):
         choice("model.norm", self.norm, NORMS)
         choice("model.activation", self.activation, ACTIVATIONS)
         choice("model.feedforward", self.feedforward, FEEDFORWARDS)
+        choice("model.init", self.init, INITS)
         for head in self.heads:
             choice("model.heads[]", head, HEADS)
         for name in ("vocab_size", "hidden", "layers", "num_heads", "intermediate", "max_positions"):

@@ -92,15 +92,17 @@ register("head", "sop")(PairHead)
 
 @register("head", "classify")
 class ClassifyHead(Head):
-    """Sequence classification on the pooled vector (or the first token without a pooler)."""
+    """Sequence classification on the pooled vector (or, without a pooler, the first token;
+    the last with ``pool_last``, XLNet)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.drop = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.head_input, config.num_labels)
+        self.index = -1 if config.pool_last else 0
 
     def forward(self, hidden, pooled=None, select=None):
-        return self.classifier(self.drop(pooled if pooled is not None else hidden[:, 0]))
+        return self.classifier(self.drop(pooled if pooled is not None else hidden[:, self.index]))
 
 
 @register("head", "rtd")

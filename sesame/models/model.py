@@ -58,6 +58,10 @@ class Model(nn.Module):
             if isinstance(module, Adapter):
                 module.reset_parameters()  # adapters start as the identity
         self.tie_weights()
+        if config.init == "t5":
+            from sesame.models.families.t5 import t5_init
+
+            t5_init(self)
 
     # ---- weights -------------------------------------------------------
     def _init(self, module: nn.Module) -> None:

@@ -101,6 +101,8 @@ class Stack(nn.ModuleList):
         count = 1 if config.share_layers else layers
         super().__init__(Block(config.layer_config(i) if config.head_counts else config, cross, needed, layer=i)
                          for i in range(count))
+        for block in list(self)[1:]:  # kernels that share across layers read layer 0's parameters
+            block.attn.kernel.share_with(self[0].attn.kernel)
         self.depth = layers
         self.shared = config.share_layers
         self.reversible = config.reversible

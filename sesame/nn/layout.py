@@ -18,6 +18,8 @@ FEATURES += ("global", "cross")
 FEATURES += ("anticausal",)
 # issue 12: "order": XLNet's factorisation order (``Layout.order``, content / query stream)
 FEATURES += ("order",)
+# issue 12: "backward": rows of XLNet's backward data stream (bi_data): relative distances negated
+FEATURES += ("backward",)
 
 
 @dataclasses.dataclass(eq=False)
@@ -25,7 +27,8 @@ class Layout:
     """Attention structure for one forward pass.
 
     ``key_padding``: (B, Tk) bool, True at real tokens. ``doc_ids``: (B, Tk) int,
-    queries attend only within their document. ``prefix_len``: (B,) int, keys
+    queries attend only within their document (a document is a run of equal ids,
+    as packing writes them; the linear kernels read runs, not id equality). ``prefix_len``: (B,) int, keys
     before it are visible to every query (UniLM seq2seq / prefix LM).
     ``mask``: explicit (B|1, H|1, Tq, Tk) bool. ``q_offset``: index of the first
     query among the keys (decoding with a cache, or a recurrence memory).
@@ -39,6 +42,8 @@ class Layout:
     they attend to every token and every token attends to them); read only by
     kernels that declare "global", never by ``dense``.
     ``anticausal``: each query sees itself and the keys after it (UniLM's right-to-left LM).
+    ``backward``: (B,) bool, rows of XLNet's backward stream (``bi_data``): the ``xl``
+    kernel encodes their relative distances negated; not a mask feature.
     """
 
     causal: bool = False
@@ -52,6 +57,7 @@ class Layout:
     segments: torch.Tensor | None = None
     order: torch.Tensor | None = None
     query_stream: bool = False
+    backward: torch.Tensor | None = None
 
     def features(self) -> set[str]:
         out = set()
@@ -71,6 +77,8 @@ class Layout:
             out.add("anticausal")
         if self.order is not None:
             out.add("order")
+        if self.backward is not None:
+            out.add("backward")
         return out
 
     def global_index(self, extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:

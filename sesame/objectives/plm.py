@@ -11,8 +11,14 @@ chooses the targets:
   visible to each other); the spans follow in a random order, the tokens of a span
   sharing a rank (predicted together).
 
+With ``bi_data`` (the paper's bidirectional data pipeline, as in its code and HF's
+``bi_data``), the second half of each batch is the backward stream: each of those
+rows has its real tokens (and token types) reversed, and the ``xl`` kernel encodes
+its relative distances negated (``Layout.backward``). The original code reverses
+whole streams; reversing each window is the same thing window by window.
+
 The batch carries the order (``order``: each position's rank), the ``target_mapping``
-(B, M, T) and ``labels`` (B, M). The module builds the content- and query-stream
+(B, M, T) and ``labels`` (B, M), and with ``bi_data`` ``backward`` (B,). The module builds the content- and query-stream
 layouts from the order (``nn/attention/two_stream.order_layouts``: content sees ranks
 <= its own, query strictly earlier) and scores the query stream's predictions."""
 from __future__ import annotations
@@ -39,6 +45,7 @@ class PLMOptions(Section):
     k: int = 6
     max_span_length: int = 5
     plm_probability: float = 1 / 6
+    bi_data: bool = False  # the second half of each batch reads its windows backward
 
     def validate(self) -> None:
         choice("objective.options.sampling", self.sampling, ("random", "span"))
@@ -75,6 +82,15 @@ def span_order(n: int, max_span: int, prob: float, rng: np.random.Generator) -> 
 
 
 @register("objective", "plm")
+def reverse_rows(x: np.ndarray, real: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``x`` with the real positions of the chosen ``rows`` in reverse order (padding stays)."""
+    x = x.copy()
+    for row in np.flatnonzero(rows):
+        pos = np.flatnonzero(real[row])
+        x[row, pos] = x[row, pos[::-1]]
+    return x
+
+
 class PLM(TokenObjective):
     name = "plm"
     archs = ("encoder",)
@@ -82,12 +98,22 @@ class PLM(TokenObjective):
     heads = ("lm",)
     needs = frozenset({"padding", "order"})
 
+    def __init__(self, vocab, options=None):
+        super().__init__(vocab, options)
+        if self.opts.bi_data:
+            self.needs = frozenset(self.needs | {"backward"})
+
     def transform(self, batch, rng):
         ids = np.asarray(batch["input_ids"])
         b, t = ids.shape
         real = np.asarray(batch["attention_mask"], dtype=bool) if batch.get("attention_mask") is not None \
             else np.ones((b, t), dtype=bool)
         o = self.opts
+        types = batch.get("token_type_ids")
+        if o.bi_data:
+            backward = np.arange(b) >= b - b // 2
+            ids, types = reverse_rows(ids, real, backward), None if types is None else \
+                reverse_rows(np.asarray(types), real, backward)
         order = np.full((b, t), t + 1, dtype=np.int64)  # padding: after everything (and hidden anyway)
         chosen = []
         for row in range(b):
@@ -105,8 +131,10 @@ class PLM(TokenObjective):
             mapping[row, np.arange(len(c)), c] = 1.0
             labels[row, : len(c)] = ids[row, c]
         out = {"input_ids": ids, "attention_mask": real, "order": order, "target_mapping": mapping, "labels": labels}
-        if batch.get("token_type_ids") is not None:
-            out["token_type_ids"] = batch["token_type_ids"]
+        if types is not None:
+            out["token_type_ids"] = types
+        if o.bi_data:
+            out["backward"] = backward
         return to_tensors(out)
 
     def build(self, model_config) -> nn.Module:
@@ -123,7 +151,7 @@ class PLMModule(nn.Module):
         self.model = model
 
     def forward(self, batch) -> TaskOutput:
-        content, query = order_layouts(batch["order"], batch["attention_mask"])
+        content, query = order_layouts(batch["order"], batch["attention_mask"], backward=batch.get("backward"))
         out = self.model(batch["input_ids"], token_type_ids=batch.get("token_type_ids"), layout=content,
                          query_layout=query, target_mapping=batch["target_mapping"])
         labels = batch["labels"]

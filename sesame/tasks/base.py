@@ -61,12 +61,15 @@ def cut(ids: list[int], budget: int, policy: str = "head") -> list[int]:
     return ids[:budget]
 
 
-def pad(rows: Sequence[Sequence[int]], value: int, width: int | None = None) -> torch.Tensor:
-    """Right-pad int rows to one width: a (len(rows), width) long tensor."""
+def pad(rows: Sequence[Sequence[int]], value: int, width: int | None = None, left: bool = False) -> torch.Tensor:
+    """Right-pad (``left``: left-pad) int rows to one width: a (len(rows), width) long tensor."""
     width = max((len(r) for r in rows), default=0) if width is None else width
     out = np.full((len(rows), max(width, 1)), value, dtype=np.int64)
     for i, row in enumerate(rows):
-        out[i, : len(row)] = row
+        if left:
+            out[i, out.shape[1] - len(row):] = row
+        else:
+            out[i, : len(row)] = row
     return torch.from_numpy(out)
 
 
@@ -108,6 +111,8 @@ class FinetuneTask(Task):
     module_class: type[nn.Module] = nn.Module
     needs_labels = False
     truncations: tuple[str, ...] = ("head",)  # the long-input policies this task honours
+    cls_last = False  # XLNet's input format (a [SEP] b [SEP] [CLS]); set from the model's pool_last
+    takes_cls_last = False  # the task builds that format (others refuse a pool_last model)
 
     def __init__(self, tokenizer, labels: Sequence[str] | None = None, options: dict | None = None):
         if tokenizer is None:
@@ -142,18 +147,30 @@ class FinetuneTask(Task):
         return self.collate(feats)
 
     def model_config(self, config: ModelConfig) -> ModelConfig:
-        """The config with exactly the heads this task runs (plus a pooler when kept)."""
-        heads = ["pooler"] if self.keep_pooler and "pooler" in _heads_of(config) else []
+        """The config with exactly the heads this task runs (plus a pooler when kept; XLNet's
+        classifier always has one, its sequence summary, fresh when pre-training had none)."""
+        pooled = "pooler" in _heads_of(config) or config.pool_last
+        heads = ["pooler"] if self.keep_pooler and pooled else []
         return config.replace(heads=heads + [self.head], **self.head_fields())
 
     def head_fields(self) -> dict:
         return {"num_labels": len(self.labels)} if self.labels else {}
 
     def check_arch(self, config: ModelConfig) -> None:
+        """The model's arch, and its input format: a ``pool_last`` model (XLNet) reads
+        ``a [SEP] b [SEP] [CLS]``, which this task then builds (or refuses)."""
         if config.arch not in self.archs:
             raise ConfigError(
                 f"the {self.name} task needs model.arch in {self.archs}, but the model is {config.arch!r}"
             )
+        if config.pool_last and not self.takes_cls_last:
+            raise ConfigError(f"the {self.name} task does not build XLNet's input format (a [SEP] b [SEP] [CLS], "
+                              "model.pool_last); classification and tagging do")
+        self.cls_last = bool(config.pool_last)
+
+    def inputs(self, ids_a, ids_b=None) -> tuple[list[int], list[int]]:
+        """The model's input ids and token types for one text or a pair (see ``check_arch``)."""
+        return self.tokenizer.build_inputs(ids_a, ids_b, cls_last=self.cls_last)
 
     def build(self, model_config: ModelConfig) -> nn.Module:
         """A new model (random weights) with this task's head, wrapped."""

@@ -1,7 +1,8 @@
 """Sequence classification of one text or a text pair (SST-2, CoLA, MRPC,
-ChnSentiCorp, TNEWS, OCNLI, BUSTM, ...): ``[CLS] a [SEP] (b [SEP])`` through an
-encoder, the ``classify`` head on the pooled vector (a pre-trained pooler is kept)
-or on the first token, summed cross-entropy.
+ChnSentiCorp, TNEWS, OCNLI, BUSTM, ...): ``[CLS] a [SEP] (b [SEP])`` (XLNet:
+``a [SEP] (b [SEP]) [CLS]``, left-padded) through an encoder, the ``classify``
+head on the pooled vector (a pre-trained pooler is kept) or on the first token,
+summed cross-entropy.
 
 Raw batch: ``{"examples": [TextExample]}`` or ``{"features": [...]}``. Transformed:
 ``input_ids``, ``attention_mask``, ``token_type_ids`` (B, T) and ``labels`` (B,)
@@ -64,6 +65,7 @@ class Classification(FinetuneTask):
     module_class = ClassificationModule
     needs_labels = True
     truncations = TRUNCATION
+    takes_cls_last = True
 
     def _weighted(self, module: ClassificationModule) -> ClassificationModule:
         if self.opts.class_weights:
@@ -85,7 +87,7 @@ class Classification(FinetuneTask):
             a = self.tokenizer.encode(ex.text).ids
             b = self.tokenizer.encode(ex.text_b).ids if ex.text_b is not None else None
             a, b = truncate_pair(a, b, self.opts.max_length - (3 if b is not None else 2), self.opts.truncation)
-            ids, types = self.tokenizer.build_inputs(a, b)
+            ids, types = self.inputs(a, b)
             out.append({"input_ids": ids, "token_type_ids": types, "label": self._label(ex)})
         return out
 
@@ -97,11 +99,13 @@ class Classification(FinetuneTask):
         return self.label_ids[ex.label]
 
     def collate(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
-        ids = pad([f["input_ids"] for f in features], self.pad_id)
+        """Right-padded; left-padded when the classification token comes last (XLNet), so
+        that it is the last position of every row, where the pooler reads it."""
+        left = self.cls_last
         return {
-            "input_ids": ids,
-            "attention_mask": pad([[1] * len(f["input_ids"]) for f in features], 0),
-            "token_type_ids": pad([f["token_type_ids"] for f in features], 0),
+            "input_ids": pad([f["input_ids"] for f in features], self.pad_id, left=left),
+            "attention_mask": pad([[1] * len(f["input_ids"]) for f in features], 0, left=left),
+            "token_type_ids": pad([f["token_type_ids"] for f in features], 0, left=left),
             "labels": torch.tensor([f["label"] for f in features], dtype=torch.long),
         }
 
@@ -111,7 +115,11 @@ class Classification(FinetuneTask):
     def predict(self, module: ClassificationModule, examples: Sequence[TextExample],
                 batch_size: int = 32) -> torch.Tensor:
         """(N, num_labels) logits, on the CPU."""
-        feats = self.features(examples)
+        return self.predict_features(module, self.features(examples), batch_size)
+
+    def predict_features(self, module: ClassificationModule, feats: Sequence[dict],
+                         batch_size: int = 32) -> torch.Tensor:
+        """(N, num_labels) logits of ready features (``input_ids``, ``token_type_ids``, ``label``)."""
         out = []
         with inference(module):
             for _, batch in self.batches(feats, batch_size):

@@ -1,4 +1,5 @@
 """Token classification (NER: CoNLL-2003, WNUT-17, MSRA) with the ``tag`` head.
+Inputs are ``[CLS] words [SEP]``, or XLNet's ``words [SEP] [CLS]`` for a ``pool_last`` model.
 
 Words are joined with single spaces and tokenised once; each token belongs to the
 word whose character span holds its start offset. The first sub-token of a word
@@ -75,10 +76,12 @@ class Tagging(FinetuneTask):
     Options = TaggingOptions
     module_class = TaggingModule
     needs_labels = True
+    takes_cls_last = True
 
     def features(self, examples: Sequence[TagExample]) -> list[dict]:
         out = []
         budget = self.opts.max_length - 2
+        lead = 0 if self.cls_last else 1  # XLNet: a [SEP] [CLS], no token before the words
         for ex in examples:
             if ex.tags is not None and len(ex.tags) != len(ex.words):
                 raise DataError(f"example {ex.id!r}: {len(ex.words)} words but {len(ex.tags)} tags")
@@ -93,11 +96,12 @@ class Tagging(FinetuneTask):
                 if k >= budget:
                     continue
                 if is_first:
-                    word_token[w] = k + 1  # position after [CLS]
+                    word_token[w] = k + lead  # position after a leading [CLS]
                 labels.append(self._tag(ex, w) if is_first else IGNORE)
-            ids, types = self.tokenizer.build_inputs(enc.ids[:budget])
+            ids, types = self.inputs(enc.ids[:budget])
             out.append({
-                "input_ids": ids, "token_type_ids": types, "labels": [IGNORE, *labels, IGNORE],
+                "input_ids": ids, "token_type_ids": types,
+                "labels": [IGNORE] * lead + labels + [IGNORE] * (len(ids) - lead - len(labels)),
                 "word_token": word_token,
                 "words_truncated": sum(h and t < 0 for h, t in zip(has_token, word_token)),
                 "words_without_tokens": sum(not h for h in has_token),

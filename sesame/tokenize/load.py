@@ -16,13 +16,15 @@ ROLE_NAMES = {name for names in ROLE_TOKENS.values() for name in names}
 
 
 def load_tokenizer(path: str | Path, *, merges: str | Path | None = None,
-                   lowercase: bool | None = None) -> Tokenizer:
+                   lowercase: bool | None = None, xlnet: bool = False) -> Tokenizer:
     """Load a tokenizer from ``path``: a directory (``tokenizer.json``, ``vocab.txt``,
     ``vocab.json`` + ``merges.txt`` or one ``.model``), or one of those files.
 
     A GPT-2 vocabulary needs its merges: pass ``merges`` or keep the file beside the
     vocabulary with ``vocab`` replaced by ``merges`` in its name. ``lowercase`` overrides
-    the cased/uncased guess for a BERT ``vocab.txt``."""
+    the cased/uncased guess for a BERT ``vocab.txt``. ``xlnet``: a sentencepiece
+    ``.model`` is read as XLNet's tokenizer (see ``from_sentencepiece``); the other
+    formats carry their own normalisation and template."""
     path = Path(path)
     if path.is_dir():
         path = _pick_in_dir(path)
@@ -32,7 +34,7 @@ def load_tokenizer(path: str | Path, *, merges: str | Path | None = None,
             "GPT-2 vocab + merges, a sentencepiece .model, or a directory holding one"
         )
     if path.suffix == ".model":
-        return from_sentencepiece(path)
+        return from_sentencepiece(path, xlnet=xlnet)
     if merges is None:
         renamed = path.name.replace("vocab", "merges")
         for sibling in (path.with_name(renamed), path.with_name(Path(renamed).stem + ".txt"),
@@ -89,7 +91,7 @@ def _index(tokens: list[str], path: Path) -> dict[str, int]:
     return vocab
 
 
-def _finish(backend: Backend, specials: list[AddedToken | str], kind: str) -> Tokenizer:
+def _finish(backend: Backend, specials: list[AddedToken | str], kind: str, cls_last: bool = False) -> Tokenizer:
     normal = [t for t in specials if isinstance(t, AddedToken) and not t.special]
     special = [t for t in specials if not (isinstance(t, AddedToken) and not t.special)]
     if normal:
@@ -97,7 +99,7 @@ def _finish(backend: Backend, specials: list[AddedToken | str], kind: str) -> To
     if special:
         backend.add_special_tokens(special)
     tok = Tokenizer(backend, kind=kind)
-    processor = template_processor(tok)
+    processor = template_processor(tok, cls_last)
     if processor is not None:
         backend.post_processor = processor
         tok = Tokenizer(backend, kind=kind)
@@ -153,9 +155,15 @@ def from_gpt2(vocab_path: str | Path, merges_path: str | Path) -> Tokenizer:
     return _finish(backend, specials, "bpe")
 
 
-def from_sentencepiece(path: str | Path) -> Tokenizer:
+def from_sentencepiece(path: str | Path, xlnet: bool = False) -> Tokenizer:
     """A SentencePiece ``.model`` (unigram or BPE), rebuilt as a ``tokenizers`` pipeline:
-    precompiled normalisation, whitespace as ``▁``, the same pieces and scores."""
+    precompiled normalisation, whitespace as ``▁``, the same pieces and scores.
+
+    ``xlnet``: XLNet's reading of the model (its tokenizer's defaults): LaTeX quotes
+    (two backticks, two apostrophes) become ``"``, accents are stripped (NFKD, then
+    combining marks dropped) before the model's own normalisation, role pieces
+    ([MASK], ...) are special tokens even when user-defined, and
+    ``add_special_tokens`` writes ``a [SEP] (b [SEP]) [CLS]`` with token types 0/1/2."""
     path = Path(path)
     model = spm.read_spm(path.read_bytes())
     if model.model_type not in (spm.UNIGRAM, spm.BPE):
@@ -176,6 +184,9 @@ def from_sentencepiece(path: str | Path) -> Tokenizer:
     except Exception as err:  # tokenizers raises plain Exceptions on inconsistent models
         raise TokenizerError(f"{path}: not a usable sentencepiece model ({err})") from None
     norm = []
+    if xlnet:
+        norm += [normalizers.Replace("``", '"'), normalizers.Replace("''", '"'), normalizers.NFKD(),
+                 normalizers.StripAccents()]
     if model.precompiled_charsmap:
         norm.append(normalizers.Precompiled(model.precompiled_charsmap))
     if model.remove_extra_whitespaces:
@@ -189,9 +200,11 @@ def from_sentencepiece(path: str | Path) -> Tokenizer:
                                          split=model.split_by_whitespace)
     # Control pieces ([CLS], <s>...) become special tokens; user-defined pieces stay in the
     # model, where their zero score makes Viterbi pick them from text as sentencepiece does.
+    # XLNet's tokenizer declares its role tokens special, user-defined pieces included.
     specials: list[AddedToken | str] = [AddedToken(p, special=True, normalized=False)
-                                        for p, _, kind in pieces if kind in (spm.CONTROL, spm.UNKNOWN)]
-    return _finish(backend, specials, "bpe" if model.model_type == spm.BPE else "unigram")
+                                        for p, _, kind in pieces if kind in (spm.CONTROL, spm.UNKNOWN)
+                                        or (xlnet and p in ROLE_NAMES)]
+    return _finish(backend, specials, "bpe" if model.model_type == spm.BPE else "unigram", cls_last=xlnet)
 
 
 def _bpe_merges(vocab: dict[str, int]) -> list[tuple[str, str]]:

@@ -3,6 +3,7 @@ sentencepiece package: just the fields needed to rebuild the model in ``tokenize
 from __future__ import annotations
 
 import dataclasses
+import functools
 import struct
 
 from sesame.errors import TokenizerError
@@ -75,7 +76,10 @@ def _int(v) -> int:
     return v
 
 
+@functools.lru_cache(maxsize=4)
 def read_spm(data: bytes) -> SpmModel:
+    """The model in ``data``; cached (a 100k-piece model takes seconds to parse), so the
+    result is shared: read it, do not change it."""
     model = SpmModel(pieces=[])
     for num, wire, val in _fields(data):
         if num == 1 and wire == 2:

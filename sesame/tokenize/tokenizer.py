@@ -309,16 +309,20 @@ class Tokenizer:
             "train it with special tokens or add them before building model inputs"
         )
 
-    def build_inputs(self, ids_a: Sequence[int], ids_b: Sequence[int] | None = None
+    def build_inputs(self, ids_a: Sequence[int], ids_b: Sequence[int] | None = None, cls_last: bool = False
                      ) -> tuple[list[int], list[int]]:
         """``[CLS] a [SEP]`` or ``[CLS] a [SEP] b [SEP]`` (``<s>``/``</s>`` when there is
-        no [CLS]/[SEP]) and the matching token type ids."""
+        no [CLS]/[SEP]) and the matching token type ids. ``cls_last``: XLNet's
+        ``a [SEP] (b [SEP]) [CLS]``, the classification token in a segment (2) of its own."""
         start, end = self._ends()
-        ids = [start, *ids_a, end]
+        ids = [*ids_a, end] if cls_last else [start, *ids_a, end]
         types = [0] * len(ids)
         if ids_b is not None:
             ids += [*ids_b, end]
             types += [1] * (len(ids_b) + 1)
+        if cls_last:
+            ids.append(start)
+            types.append(2)
         return ids, types
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
@@ -399,13 +403,18 @@ def _infer_kind(backend: tokenizers.Tokenizer, vocab: dict[str, int], specials: 
     return {"BPE": "bpe", "Unigram": "unigram"}.get(name, name.lower())
 
 
-def template_processor(tok: Tokenizer) -> processors.TemplateProcessing | None:
-    """``[CLS] $A [SEP]`` (or ``<s> $A </s>``) post-processing for ``add_special_tokens``."""
+def template_processor(tok: Tokenizer, cls_last: bool = False) -> processors.TemplateProcessing | None:
+    """``[CLS] $A [SEP]`` (or ``<s> $A </s>``) post-processing for ``add_special_tokens``;
+    ``cls_last``: XLNet's ``$A [SEP] [CLS]`` (as ``build_inputs(..., cls_last=True)``)."""
     try:
         a, b = tok._ends()
     except TokenizerError:
         return None
     sa, sb = tok.id_to_token(a), tok.id_to_token(b)
+    if cls_last:
+        return processors.TemplateProcessing(
+            single=f"$A:0 {sb}:0 {sa}:2", pair=f"$A:0 {sb}:0 $B:1 {sb}:1 {sa}:2", special_tokens=[(sa, a), (sb, b)]
+        )
     return processors.TemplateProcessing(
         single=f"{sa} $A {sb}", pair=f"{sa} $A {sb} $B:1 {sb}:1", special_tokens=[(sa, a), (sb, b)]
     )

@@ -1,12 +1,12 @@
-"""Train WordPiece, byte-level BPE, Unigram, character and letter-trigram vocabularies.
-``tokenizers`` trains BPE (reproducible) and Unigram (its ties fall in hash order, so two runs
-may differ: said when it trains); WordPiece, character and trigram vocabularies are learned by
-our own deterministic code and served by ``tokenizers``."""
+"""Train WordPiece, byte-level BPE, Unigram, character and letter-trigram vocabularies, each
+reproducible byte for byte. ``tokenizers`` trains BPE; WordPiece, character and trigram
+vocabularies are learned by our own code and Unigram by SentencePiece on one thread (see
+tokenize.unigram), because ``tokenizers``' WordPiece and Unigram trainers break ties in hash
+order. Every vocabulary is served by ``tokenizers``."""
 from __future__ import annotations
 
 import glob
 import os
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -19,6 +19,7 @@ from sesame.errors import TokenizerError
 from sesame.tokenize import hashing
 from sesame.tokenize.chars import CJK_CLASS, is_cjk
 from sesame.tokenize.tokenizer import ROLE_TOKENS, Tokenizer, template_processor
+from sesame.tokenize.unigram import learn_pieces
 from sesame.tokenize.wordpiece import count_words, learn_vocab
 
 
@@ -124,10 +125,10 @@ def train_tokenizer(files: str | Path | Sequence[str | Path] | None = None,
         )
     normalizer = build_normalizer(cfg)
     pre = build_pre_tokenizer(cfg)
-    if cfg.kind in ("char", "trigram", "wordpiece"):
+    if cfg.kind in ("char", "trigram", "wordpiece", "unigram"):
         backend = _train_counted(cfg, texts, normalizer, pre, unk)
     else:
-        backend = _train_subword(cfg, texts, normalizer, pre, unk, show_progress)
+        backend = _train_bpe(cfg, texts, normalizer, pre, show_progress)
     tok = Tokenizer(backend, kind=cfg.kind)
     processor = template_processor(tok)
     if processor is not None:
@@ -135,28 +136,13 @@ def train_tokenizer(files: str | Path | Sequence[str | Path] | None = None,
     return Tokenizer(backend, kind=cfg.kind)
 
 
-def _train_subword(cfg, texts, normalizer, pre, unk, show_progress) -> Backend:
-    if cfg.kind == "wordpiece":
-        backend = Backend(models.WordPiece(unk_token=unk, continuing_subword_prefix="##",
-                                           max_input_chars_per_word=100))
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, special_tokens=cfg.specials,
-            limit_alphabet=cfg.alphabet_limit, continuing_subword_prefix="##", show_progress=show_progress)
-        decoder = decoders.WordPiece(prefix="##")
-    elif cfg.kind == "bpe":
-        backend = Backend(models.BPE())
-        trainer = trainers.BpeTrainer(
-            vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, special_tokens=cfg.specials,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=show_progress)
-        decoder = decoders.ByteLevel()
-    else:
-        print("note: unigram vocabularies are trained by tokenizers, whose ties fall in hash order: two runs on "
-              "the same text may differ (wordpiece, bpe, char and trigram are reproducible)", file=sys.stderr)
-        backend = Backend(models.Unigram())
-        trainer = trainers.UnigramTrainer(
-            vocab_size=cfg.vocab_size, special_tokens=cfg.specials, unk_token=unk,
-            max_piece_length=cfg.max_piece_length, show_progress=show_progress)
-        decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+def _train_bpe(cfg, texts, normalizer, pre, show_progress) -> Backend:
+    """Byte-level BPE, trained by ``tokenizers`` (its merges are reproducible)."""
+    backend = Backend(models.BPE())
+    trainer = trainers.BpeTrainer(
+        vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, special_tokens=cfg.specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=show_progress)
+    decoder = decoders.ByteLevel()
     if normalizer is not None:
         backend.normalizer = normalizer
     backend.pre_tokenizer = pre
@@ -165,7 +151,7 @@ def _train_subword(cfg, texts, normalizer, pre, unk, show_progress) -> Backend:
         backend.train_from_iterator(texts, trainer)
     except Exception as err:  # the Rust trainer raises plain Exceptions
         hint = f"; raise tokenizer.vocab_size (now {cfg.vocab_size})" if "not large enough" in str(err) else ""
-        raise TokenizerError(f"training the {cfg.kind} vocabulary failed: {err}{hint}") from None
+        raise TokenizerError(f"training the bpe vocabulary failed: {err}{hint}") from None
     if backend.get_vocab_size() <= len(cfg.specials):
         raise TokenizerError("the training text produced no vocabulary; check the input files")
     return backend
@@ -179,8 +165,9 @@ def _words(texts, normalizer, pre) -> Iterator[str]:
 
 
 def _train_counted(cfg, texts, normalizer, pre, unk) -> Backend:
-    """Vocabularies counted in Python, reproducible byte for byte: WordPiece (see
-    tokenize.wordpiece), characters and letter trigrams (count, keep the most frequent)."""
+    """Vocabularies learned from word counts, reproducible byte for byte: WordPiece (see
+    tokenize.wordpiece), Unigram (tokenize.unigram), characters and letter trigrams (count,
+    keep the most frequent)."""
     vocab = {tok: i for i, tok in enumerate(cfg.specials)}
 
     def add(token: str) -> None:
@@ -193,6 +180,12 @@ def _train_counted(cfg, texts, normalizer, pre, unk) -> Backend:
         model = models.WordPiece(vocab=vocab, unk_token=unk, continuing_subword_prefix="##",
                                  max_input_chars_per_word=100)
         decoder = decoders.WordPiece(prefix="##")
+    elif cfg.kind == "unigram":  # sentencepiece on one thread: tokenizers' trainer breaks ties in hash order
+        pieces = learn_pieces(count_words(_words(texts, normalizer, pre)), cfg.vocab_size, list(cfg.specials),
+                              cfg.max_piece_length)
+        vocab = {p: i for i, (p, _) in enumerate(pieces)}
+        model = models.Unigram(pieces, unk_id=vocab[unk], byte_fallback=False)
+        decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     elif cfg.kind == "char":
         merged: Counter = Counter()
         for word in _words(texts, normalizer, pre):

@@ -6,6 +6,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Callable
 
 from sesame.errors import ConfigError, DataError
 from sesame.outputs import writing
@@ -24,11 +25,21 @@ def read_metrics(path: str | Path, strict: bool = False) -> list[dict]:
     path = Path(path)
     if path.is_dir():
         path = path / METRICS
-    records = []
+    records, bad = _parse(path)
+    if bad and strict:
+        n, line, err = bad[0]
+        shown = line[:80].decode("utf-8", "replace")
+        raise DataError(f"{path} line {n} is corrupt ({err}): {shown!r}; two runs may have written "
+                        "it at once. Remove or repair that line")
+    return records
+
+
+def _parse(path: Path) -> tuple[list[dict], list[tuple[int, bytes, str]]]:
+    """(records, [(line number, raw line, why) for each corrupt line]); see read_metrics."""
+    records, bad = [], []
     if not path.is_file():
-        return records
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
+        return records, bad
+    lines = path.read_bytes().split(b"\n")
     lines.pop()  # after the last newline: empty, or a torn write of a killed run
     for n, line in enumerate(lines, 1):
         try:
@@ -36,13 +47,10 @@ def read_metrics(path: str | Path, strict: bool = False) -> list[dict]:
             if not isinstance(record, dict):
                 raise ValueError("not a JSON object")
         except (ValueError, UnicodeDecodeError) as err:
-            if strict:
-                shown = line[:80].decode("utf-8", "replace")
-                raise DataError(f"{path} line {n} is corrupt ({err}): {shown!r}; two runs may have written "
-                                "it at once. Remove or repair that line") from None
+            bad.append((n, line, str(err)))
             continue
         records.append(record)
-    return records
+    return records, bad
 
 
 class MetricsLog:
@@ -63,12 +71,22 @@ class MetricsLog:
                 ) from None
             self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
 
-    def open(self, keep_until: int | None) -> None:
-        """Start the file afresh (``keep_until`` None) or keep the records up to that step (resume)."""
+    def open(self, keep_until: int | None, say: Callable[[str], None] = print) -> None:
+        """Start the file afresh (``keep_until`` None) or keep the records up to that step (resume).
+        Corrupt lines are not carried into the rewritten file: ``say`` names them, and their bytes
+        are appended to ``metrics.jsonl.corrupt`` beside it, so nothing is lost."""
         kept = []
-        if keep_until is not None:
-            kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= keep_until]
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if keep_until is not None:
+            records, bad = _parse(self.path)
+            kept = [r for r in records if r.get("step", 0) <= keep_until]
+            if bad:
+                spill = self.path.with_name(self.path.name + ".corrupt")
+                with writing(spill), open(spill, "ab") as f:
+                    f.write(b"".join(line + b"\n" for _, line, _ in bad))
+                nums = ", ".join(str(n) for n, _, _ in bad[:10]) + (" ..." if len(bad) > 10 else "")
+                say(f"warning: {self.path}: {len(bad)} corrupt line{'s' if len(bad) > 1 else ''} ({nums}) "
+                    f"dropped on resume; their bytes are kept in {spill.name}")
         tmp = self.path.with_name(self.path.name + ".tmp")
         with writing(self.path, cleanup=tmp):
             with open(tmp, "w", encoding="utf-8") as f:  # rewritten whole, then renamed: atomic

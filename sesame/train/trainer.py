@@ -398,7 +398,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._write_config()
             self.log = MetricsLog(self.run_dir, cfg.tensorboard)
-            self.log.open(start if path is not None else None)
+            self.log.open(start if path is not None else None, self._say)
             if resume:
                 self._write({"step": start, "event": "resume", "checkpoint": path.name if path else None,
                              "skipped_checkpoints": skipped})

@@ -18,12 +18,22 @@ if route == "sesame":
     from sesame.tokenize import train_tokenizer
     tok = train_tokenizer([sys.argv[3]], kind=kind, vocab_size=int(sys.argv[4]), special_tokens=None)
     text, size = tok.to_json(), tok.vocab_size
-else:  # tokenizers' own WordPiece trainer, as sesame used it before
+else:  # tokenizers' own WordPiece / Unigram trainer, as sesame used them before
+    from tokenizers import Tokenizer, models, trainers
     from sesame.config import TokenizerConfig
-    from sesame.tokenize.train import _train_subword, _unk, build_normalizer, build_pre_tokenizer, expand_files, iter_lines
+    from sesame.tokenize.train import _unk, build_normalizer, build_pre_tokenizer, expand_files, iter_lines
     cfg = TokenizerConfig(kind=kind, vocab_size=int(sys.argv[4]))
-    b = _train_subword(cfg, iter_lines(expand_files([sys.argv[3]])), build_normalizer(cfg), build_pre_tokenizer(cfg),
-                       _unk(cfg), False)
+    if kind == "wordpiece":
+        b = Tokenizer(models.WordPiece(unk_token=_unk(cfg), continuing_subword_prefix="##"))
+        trainer = trainers.WordPieceTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
+                                            special_tokens=cfg.specials, limit_alphabet=cfg.alphabet_limit,
+                                            continuing_subword_prefix="##", show_progress=False)
+    else:
+        b = Tokenizer(models.Unigram())
+        trainer = trainers.UnigramTrainer(vocab_size=cfg.vocab_size, special_tokens=cfg.specials, unk_token=_unk(cfg),
+                                          max_piece_length=cfg.max_piece_length, show_progress=False)
+    b.normalizer, b.pre_tokenizer = build_normalizer(cfg), build_pre_tokenizer(cfg)
+    b.train_from_iterator(iter_lines(expand_files([sys.argv[3]])), trainer)
     text, size = b.to_str(), b.get_vocab_size()
 print(json.dumps({"sha256": hashlib.sha256(text.encode()).hexdigest()[:16], "vocab": size,
                   "seconds": round(time.perf_counter() - t0, 2)}))
@@ -32,7 +42,8 @@ print(json.dumps({"sha256": hashlib.sha256(text.encode()).hexdigest()[:16], "voc
 
 def main() -> None:
     rows = []
-    for kind, route in (("wordpiece", "sesame"), ("wordpiece", "tokenizers"), ("bpe", "sesame"), ("unigram", "sesame")):
+    for kind, route in (("wordpiece", "sesame"), ("wordpiece", "tokenizers"), ("bpe", "sesame"), ("unigram", "sesame"),
+                        ("unigram", "tokenizers")):
         runs = []
         for _ in range(2):
             out = subprocess.run([sys.executable, "-c", CHILD, kind, route, CORPUS, str(VOCAB)], capture_output=True,

@@ -14,7 +14,7 @@ import torch
 
 from sesame.config.model import ModelConfig
 from sesame.config.registry import register
-from sesame.errors import ConversionError
+from sesame.errors import ConfigError, ConversionError
 from sesame.models.hf import Family, fused, rule
 
 FFN_FROM_HF = {"relu": ("mlp", "relu"), "gated-gelu": ("glu", "gelu_tanh"), "gelu": ("mlp", "gelu"),
@@ -51,6 +51,52 @@ def adjust(config: ModelConfig, state: dict) -> ModelConfig:
     head, shared = state.get("lm_head.weight"), state.get("shared.weight")
     tied = head is None or shared is None or (head.shape == shared.shape and bool(torch.equal(head, shared)))
     return config.replace(tie_embeddings=tied)
+
+
+def t5_init(model, keep: set[str] = frozenset()) -> int:
+    """T5's own initialisation (Mesh TensorFlow's; transformers' ``T5PreTrainedModel._init_weights``
+    with ``initializer_factor = 1``), per weight type, for ``model.init = 't5'``: token
+    embeddings N(0, 1) (and an untied LM head N(0, 1)); queries N(0, (d_model * d_kv) ** -0.5),
+    which folds the 1/sqrt(d_kv) attention scale T5 leaves out into the weights; keys, values,
+    the feed-forward input (both halves of a gated one) and the relative position tables
+    N(0, d_model ** -0.5); attention outputs N(0, (heads * d_kv) ** -0.5); the feed-forward
+    output N(0, d_ff ** -0.5); norms 1, biases 0. Body children named in ``keep`` are left as
+    they are (``transfer.reinit``). An unknown body weight is an error, not a silent default.
+    Returns the number of tensors set."""
+    c = model.config
+    if c.arch != "encoder-decoder" or c.position != "t5":
+        raise ConfigError(f"model.init = 't5' knows T5's encoder-decoder layout (position = 't5'); this model "
+                          f"is arch = {c.arch!r}, position = {c.position!r}: use init = 'normal'")
+    d, dk = c.hidden, c.dim_per_head
+    q_rows = c.num_heads * dk
+    scale = {"attn.out": (c.num_heads * dk) ** -0.5, "cross.out": (c.num_heads * dk) ** -0.5,
+             "cross.q": (d * dk) ** -0.5, "cross.kv": d ** -0.5, "ffn.up": d ** -0.5,
+             "ffn.down": c.intermediate ** -0.5, "table": d ** -0.5, "tokens": 1.0}
+    count = 0
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            parts = name.split(".")
+            if parts[0] == "body" and parts[1] in keep or any(x.endswith("adapter") for x in parts):
+                continue  # kept, or an adapter (which starts as the identity)
+            if parts[0] == "heads":  # an untied LM head as T5's; other heads keep the generic init
+                if name == "heads.lm.decoder.weight":
+                    p.normal_(0.0, 1.0)
+                    count += 1
+                continue
+            kind = ".".join(parts[-3:-1]) if parts[-3] in ("attn", "cross", "ffn") else parts[-2]
+            if parts[-1] == "bias":
+                p.zero_()
+            elif p.dim() == 1 and "norm" in parts[-2]:
+                p.fill_(1.0)
+            elif kind == "attn.qkv":
+                p[:q_rows].normal_(0.0, (d * dk) ** -0.5)
+                p[q_rows:].normal_(0.0, d ** -0.5)
+            elif kind in scale:
+                p.normal_(0.0, scale[kind])
+            else:
+                raise ConfigError(f"T5's initialisation does not know the weight {name}; use model.init = 'normal'")
+            count += 1
+    return count
 
 
 def _check_exportable(c: ModelConfig) -> None:

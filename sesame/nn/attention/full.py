@@ -16,9 +16,11 @@ from sesame.nn.layout import FEATURES, Layout
 @register("attention", "full")
 class FullAttention(Kernel):
     name = "full"
-    supports = frozenset(FEATURES) - {"global"}  # global tokens are a Longformer notion
+    supports = frozenset(FEATURES) - {"global", "backward"}  # global tokens are a Longformer notion
     reasons = {"global": "every token already sees every other; drop global_mask, or use "
-                         "model.attention = 'longformer'"}
+                         "model.attention = 'longformer'",
+               "backward": "a backward stream (bi_data) negates relative distances, which only "
+                           "model.attention = 'xl' encodes"}
 
     def forward(self, q, k, v, layout: Layout, bias: torch.Tensor | None = None):
         if layout.global_mask is not None:

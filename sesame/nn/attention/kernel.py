@@ -53,7 +53,9 @@ class Kernel(nn.Module):
     into ``self.opts``; None for a kernel without options. ``reasons``: why a feature
     is unsupported, for the build-time error. ``recurrent``: decoding keeps its own
     state in the cache (``step``) instead of keys and values. ``takes_hidden``: the
-    kernel has projections of its own and is also given the layer input ``x``."""
+    kernel has projections of its own and is also given the layer input ``x``.
+    ``model_wide``: names of parameters layer 0's kernel holds for the whole stack
+    (the other layers reach them through ``share_with``)."""
 
     name = "base"
     supports: frozenset[str] = frozenset()
@@ -61,6 +63,7 @@ class Kernel(nn.Module):
     reasons: dict[str, str] = {}
     recurrent = False
     takes_hidden = False
+    model_wide: tuple[str, ...] = ()
 
     def __init__(self, scale: float, dropout: float, config=None, layer: int = 0):
         super().__init__()
@@ -77,6 +80,10 @@ class Kernel(nn.Module):
             self.opts = None
         else:
             self.opts = self.Options.from_dict(given, f"model.attention_options ({self.name})")
+
+    def share_with(self, first: "Kernel") -> None:
+        """Called on every layer's kernel but layer 0's, with layer 0's, once the stack is built:
+        a kernel sharing parameters across layers keeps a reference here (default: nothing)."""
 
     def require(self, layout) -> None:
         """Refuse, at run time, a layout with features this kernel cannot honour."""

@@ -8,7 +8,14 @@ S = Σ_j φ(k_j) v_jᵀ and z = Σ_j φ(k_j), so cost and memory are linear in T
   prefix sums of the per-chunk states across chunks (no loop over tokens);
 * decoding: the state (S, z) after the last token is all a new token needs, so
   the kernel is ``recurrent``: the cache carries (S, z), O(1) per token, and
-  cache on equals cache off.
+  cache on equals cache off;
+* packed documents (``Layout.doc_ids``, a document being a run of equal ids, as
+  packing writes them): inside each chunk the C×C products are masked to the
+  document, and the state a chunk inherits is a *segmented* scan over chunks,
+  reset where a document begins (log₂(chunks) doubling steps, sized by shapes
+  only: no host sync, no branch on values). The bidirectional form is the
+  causal scan plus a strictly anticausal one (the same scan on the reversed
+  sequence).
 
 Feature maps are registered by name (``elu`` = elu + 1, the paper's default;
 ``relu``; ``softplus``) with ``@feature_map``. There is no probability matrix, so
@@ -57,7 +64,7 @@ def softplus(x: torch.Tensor) -> torch.Tensor:
 
 # reasons shared by the kernels that never form T×T scores
 NO_DENSE = {
-    "documents": "packed documents would need a state per document; for clm set "
+    "documents": "its buckets or projections mix tokens of every packed document; for clm set "
                  "objective.options.within_documents = false",
     "prefix": "a prefix-LM mask is not a plain causal prefix sum",
     "explicit": "an explicit mask needs the T×T matrix this kernel never forms",
@@ -121,6 +128,66 @@ def causal_scan(fq, fk, v, chunk: int, state=None):
     return out, (last_s, last_z)
 
 
+def document_runs(doc_ids: torch.Tensor, t: int) -> torch.Tensor:
+    """(B, t) run number of each of the last t tokens: it grows by one wherever the id changes."""
+    d = doc_ids[:, -t:]
+    change = torch.ones_like(d, dtype=torch.long)
+    change[:, 1:] = (d[:, 1:] != d[:, :-1]).long()
+    return change.cumsum(1)
+
+
+def _shift(x: torch.Tensor, by: int, dim: int) -> torch.Tensor:
+    """x moved ``by`` places later along ``dim``, zeros in front."""
+    keep = x.narrow(dim, 0, x.shape[dim] - by)
+    return torch.cat([torch.zeros_like(x.narrow(dim, 0, by)), keep], dim)
+
+
+def document_scan(fq, fk, v, chunk: int, runs: torch.Tensor, strict: bool = False):
+    """(num, den) of causal linear attention kept inside each run of ``runs`` (B, T);
+    ``strict``: a query does not see its own key. Chunk c inherits X_{c-1}, where
+    X_c = tail_c + keep_c · X_{c-1} (tail_c: the state of chunk c's last run inside
+    it; keep_c: that run filled the whole chunk and began before it)."""
+    b, h, t, m = fq.shape
+    dv = v.shape[-1]
+    c = max(1, min(chunk, t))
+    pad = (-t) % c
+    if pad:
+        fq, fk, v = (F.pad(x, (0, 0, 0, pad)) for x in (fq, fk, v))
+        runs = F.pad(runs, (0, pad), value=-1)
+    n = (t + pad) // c
+    fq, fk, v = fq.view(b, h, n, c, m), fk.view(b, h, n, c, m), v.view(b, h, n, c, dv)
+    r = runs.view(b, n, c)
+    tri = torch.ones(c, c, dtype=torch.bool, device=fq.device).tril(-1 if strict else 0)
+    visible = tri & (r[..., :, None] == r[..., None, :])  # (b, n, c, c)
+    a = (fq @ fk.transpose(-1, -2)) * visible[:, None]
+    num, den = a @ v, a.sum(-1, keepdim=True)
+    last = r[..., -1]  # (b, n)
+    prev = torch.cat([torch.full_like(last[:, :1], -2), last[:, :-1]], 1)
+    tail = fk * (r == last[..., None])[:, None, :, :, None]
+    xs, xz = tail.transpose(-1, -2) @ v, tail.sum(3)  # (b, h, n, m, dv), (b, h, n, m)
+    keep = (last == prev).to(fq.dtype)[:, None]  # (b, 1, n)
+    step = 1
+    while step < n:  # Hillis-Steele over chunks: static trip count
+        xs = xs + keep[..., None, None] * _shift(xs, step, 2)
+        xz = xz + keep[..., None] * _shift(xz, step, 2)
+        keep = keep * _shift(keep, step, 2)
+        step *= 2
+    use = (r == prev[..., None]).to(fq.dtype)[:, None, :, :, None]  # (b, 1, n, c, 1)
+    num = num + use * (fq @ _shift(xs, 1, 2))
+    den = den + use * (fq @ _shift(xz, 1, 2)[..., None])
+    return num.reshape(b, h, n * c, dv)[:, :, :t], den.reshape(b, h, n * c, 1)[:, :, :t]
+
+
+def document_attention(fq, fk, v, chunk: int, doc_ids: torch.Tensor, causal: bool):
+    """Linear attention inside each packed document, causal or bidirectional."""
+    runs = document_runs(doc_ids.to(fq.device), fq.shape[2])
+    num, den = document_scan(fq, fk, v, chunk, runs)
+    if not causal:  # + every later key of the document: the strict scan of the reversed sequence
+        n2, d2 = document_scan(fq.flip(2), fk.flip(2), v.flip(2), chunk, runs.flip(1), strict=True)
+        num, den = num + n2.flip(2), den + d2.flip(2)
+    return safe_divide(num, den)
+
+
 @dataclasses.dataclass
 class LinearOptions(Section):
     """``feature_map``: a registered φ; ``chunk``: tokens per chunk of the causal scan."""
@@ -137,7 +204,7 @@ class LinearOptions(Section):
 @register("attention", "linear")
 class LinearAttention(Kernel):
     name = "linear"
-    supports = frozenset({"causal", "padding", "cross"})
+    supports = frozenset({"causal", "padding", "cross", "documents"})
     reasons = NO_DENSE
     Options = LinearOptions
     recurrent = True
@@ -159,10 +226,12 @@ class LinearAttention(Kernel):
 
     def forward(self, q, k, v, layout: Layout, bias=None):
         fq, fk, vf = self._prepare(q, k, v, layout, bias)
-        if layout.causal:
-            if q.shape[2] != k.shape[2]:
-                raise ConfigError(f"causal {self.name} attention needs as many queries as keys; "
-                                  "decoding goes through the cache (step)")
+        if (layout.causal or layout.doc_ids is not None) and q.shape[2] != k.shape[2]:
+            raise ConfigError(f"causal or packed {self.name} attention needs as many queries as keys; "
+                              "decoding goes through the cache (step)")
+        if layout.doc_ids is not None:
+            out = document_attention(fq, fk, vf, self.opts.chunk, layout.doc_ids, layout.causal)
+        elif layout.causal:
             out, _ = causal_scan(fq, fk, vf, self.opts.chunk)
         else:
             out = noncausal(fq, fk, vf)
@@ -172,6 +241,9 @@ class LinearAttention(Kernel):
         """Decode new tokens from the cached state (S, z); O(1) memory per token."""
         if not layout.causal:
             raise ConfigError(f"{self.name} attention decodes with a cache only in a causal decoder")
+        if layout.doc_ids is not None:
+            raise ConfigError(f"{self.name} attention cannot decode packed documents with a cache (its "
+                              "state is one running sum); generate one document per sequence")
         fq, fk, vf = self._prepare(q, k, v, layout, None)
         state = (cache.state["S"], cache.state["z"]) if cache.state else None
         out, (s, z) = causal_scan(fq, fk, vf, self.opts.chunk, state)

@@ -4,11 +4,15 @@ memory O(T·k) instead of O(T²).
 
 Every projected key mixes every position, so it cannot be causal (refused at
 build). Padded keys and values are zeroed before the projection, so right
-padding never changes the real tokens' outputs. ``share``: ``none`` (one E and
-one F per layer, shared by the heads), ``headwise`` (one pair per key/value
-head) or ``kv`` (one matrix for keys and values). With k = T and E = F = I it is
-exactly softmax attention. The effective map is P·F (P the k-column softmax),
-whose rows need not sum to 1."""
+padding never changes the real tokens' outputs. ``share``, the paper's levels
+(§4): ``none`` (a pair E, F per key/value head), ``heads`` (one pair per layer,
+shared by its heads: the default), ``kv`` (one matrix per layer, E = F) and
+``layers`` (one matrix for keys and values of every head of every layer). With
+``layers`` the matrix is a parameter of layer 0's kernel only, and the other
+layers' kernels read it through ``share_with`` (a reference, not a submodule),
+so the module tree and ``model.safetensors`` hold it once and a checkpoint
+round-trips. With k = T and E = F = I it is exactly softmax attention. The
+effective map is P·F (P the k-column softmax), whose rows need not sum to 1."""
 from __future__ import annotations
 
 import dataclasses
@@ -26,17 +30,20 @@ from sesame.nn.attention.linear import NO_DENSE, key_keep
 from sesame.nn.layout import Layout
 
 
+SHARING = ("none", "heads", "kv", "layers")
+
+
 @dataclasses.dataclass
 class LinformerOptions(Section):
-    """``k``: projected length; ``share``: none | headwise | kv; ``max_length``: the
-    longest sequence (0: model.max_positions)."""
+    """``k``: projected length; ``share``: none | heads | kv | layers (see the module
+    doc); ``max_length``: the longest sequence (0: model.max_positions)."""
 
     k: int = 256
-    share: str = "none"
+    share: str = "heads"
     max_length: int = 0
 
     def validate(self) -> None:
-        choice("model.attention_options.share", self.share, ("none", "headwise", "kv"))
+        choice("model.attention_options.share", self.share, SHARING)
         if self.k <= 0 or self.max_length < 0:
             raise ConfigError("model.attention_options: linformer needs k > 0 and max_length >= 0")
 
@@ -55,18 +62,33 @@ class LinformerAttention(Kernel):
         if config is None:
             raise ConfigError("the linformer kernel is built from a model config (its lengths)")
         self.length = self.opts.max_length or config.max_positions
-        heads = config.kv_heads if self.opts.share == "headwise" else 1
+        share = self.opts.share
+        heads = config.kv_heads if share == "none" else 1
         std = math.sqrt(2.0 / (self.opts.k + self.length))
-        self.E = nn.Parameter(torch.randn(heads, self.opts.k, self.length) * std)
-        self.F = None if self.opts.share == "kv" else nn.Parameter(torch.randn(heads, self.opts.k, self.length) * std)
+        own = share != "layers" or layer == 0
+        self.E = nn.Parameter(torch.randn(heads, self.opts.k, self.length) * std) if own else None
+        two = share in ("none", "heads")
+        self.F = nn.Parameter(torch.randn(heads, self.opts.k, self.length) * std) if two else None
+        self.model_wide = ("E",) if share == "layers" else ()
+        self._source: list[LinformerAttention] = []  # layer 0's kernel, for share = "layers"
+
+    def share_with(self, first: Kernel) -> None:
+        """Read layer 0's projection (share = "layers"); kept in a list, so it is no submodule."""
+        if self.E is None:
+            self._source[:] = [first]
+
+    def projections(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E, F) as used: F is E when keys and values share, and both are layer 0's with "layers"."""
+        e = self.E if self.E is not None else self._source[0].E
+        return e, e if self.F is None else self.F
 
     def _project(self, k, v, layout):
         t = k.shape[2]
         if t > self.length:
             raise ShapeError(f"linformer attention was built for at most {self.length} tokens, got {t}; "
                              "raise model.attention_options.max_length (or model.max_positions)")
-        e = self.E[..., :t].to(k.dtype)
-        f = e if self.F is None else self.F[..., :t].to(v.dtype)
+        e_all, f_all = self.projections()
+        e, f = e_all[..., :t].to(k.dtype), f_all[..., :t].to(v.dtype)
         keep = key_keep(layout, t)
         if keep is not None:
             k, v = k * keep.to(k.dtype), v * keep.to(v.dtype)

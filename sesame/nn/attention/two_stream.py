@@ -44,12 +44,15 @@ def stream_layouts(perm_mask: torch.Tensor | None, attention_mask: torch.Tensor 
 
 
 def order_layouts(order: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                  segments: torch.Tensor | None = None) -> tuple[Layout, Layout]:
+                  segments: torch.Tensor | None = None, backward: torch.Tensor | None = None
+                  ) -> tuple[Layout, Layout]:
     """(content, query) layouts realising a factorisation order: ``order`` (B, T) is each
     position's rank (ties allowed: a span predicted together). Content: i sees j iff
-    rank(j) <= rank(i); query: iff rank(j) < rank(i); padding keys are hidden."""
-    return (Layout(key_padding=attention_mask, order=order, segments=segments),
-            Layout(key_padding=attention_mask, order=order, query_stream=True, segments=segments))
+    rank(j) <= rank(i); query: iff rank(j) < rank(i); padding keys are hidden.
+    ``backward``: (B,) bool, the rows of the backward stream (bi_data)."""
+    return (Layout(key_padding=attention_mask, order=order, segments=segments, backward=backward),
+            Layout(key_padding=attention_mask, order=order, query_stream=True, segments=segments,
+                   backward=backward))
 
 
 class QueryStream(nn.Module):

@@ -58,14 +58,23 @@ class XLAttention(Kernel):
 
     def distances(self, tq: int, tk: int, device) -> torch.Tensor:
         dist = torch.arange(tk, -tq, -1, device=device)
-        return dist.clamp(-self.clamp, self.clamp) if self.clamp > 0 else dist
+        return dist.clamp(-self.clamp, self.clamp) if self.clamp > 0 else dist  # clipped before any negation
+
+    def _position_term(self, q: torch.Tensor, dist: torch.Tensor, tk: int) -> torch.Tensor:
+        """(q + v) . W_kR R_(i - j), from the codes of the distances ``dist``, shifted into place."""
+        h, d = q.shape[1], q.shape[3]
+        code = sinusoid(dist, self.hidden).to(q.dtype)  # (L, hidden)
+        rk = self.r(code).view(-1, h, d).transpose(0, 1)  # (H, L, D)
+        return rel_shift(torch.matmul(q + self.v[:, None].to(q.dtype), rk.transpose(-1, -2)), tk)
 
     def score_bias(self, q: torch.Tensor, tk: int, layout: Layout) -> torch.Tensor:
         """The position (and segment) terms, scaled: (B, H, Tq, Tk)."""
         b, h, tq, d = q.shape
-        code = sinusoid(self.distances(tq, tk, q.device), self.hidden).to(q.dtype)  # (L, hidden)
-        rk = self.r(code).view(-1, h, d).transpose(0, 1)  # (H, L, D)
-        out = rel_shift(torch.matmul(q + self.v[:, None].to(q.dtype), rk.transpose(-1, -2)), tk)
+        dist = self.distances(tq, tk, q.device)
+        out = self._position_term(q, dist, tk)
+        if layout.backward is not None:  # bi_data: the backward stream's rows see distances negated
+            back = self._position_term(q, -dist, tk)
+            out = torch.where(layout.backward.to(q.device)[:, None, None, None], back, out)
         if self.segment is not None and layout.segments is not None:
             seg = layout.segments.to(q.device)
             other = (seg[:, -tq:, None] != seg[:, None, :])[:, None]  # (B, 1, Tq, Tk)
