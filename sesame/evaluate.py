@@ -25,17 +25,23 @@ def evaluate_lm(model_dir: str | Path, inputs: list[str], seq_len: int | None = 
     """Loss per target token, perplexity and accuracy of the model in ``model_dir`` on ``inputs``."""
     model, tok, _ = load_any(model_dir)
     cfg = model.config
-    name = objective or ("clm" if cfg.arch == "decoder" else "mlm")
-    if name not in ("mlm", "clm"):
-        raise ConfigError(f"evaluate_lm scores 'mlm' or 'clm', got {name!r}")
-    seq_len = seq_len or min(cfg.max_positions, 512)
+    name = objective or {"decoder": "clm", "bilm": "bilm"}.get(cfg.arch, "mlm")
+    if name not in ("mlm", "clm", "bilm") or (name == "bilm") != (cfg.arch == "bilm"):
+        raise ConfigError(f"evaluate_lm scores 'mlm' or 'clm' (Transformers) or 'bilm' (ELMo), got {name!r} for a "
+                          f"model of arch {cfg.arch!r}")
+    seq_len = seq_len or (64 if name == "bilm" else min(cfg.max_positions, 512))
     task = get("objective", name)(Vocab.from_tokenizer(tok))
-    head = "mlm" if name == "mlm" else "lm"
+    head = {"mlm": "mlm", "clm": "lm", "bilm": "bilm"}[name]
     if head not in model.heads:
         raise ConfigError(f"{model_dir} has no trained `{head}` head, so it cannot be scored as {name}")
-    for block in model.body.layers:
-        block.attn.kernel.check(set(task.needs))
-    module = TokenModule(model, head, documents=name == "clm").eval()
+    if name == "bilm":  # forward and backward next-token losses, full softmax (eval mode)
+        from sesame.objectives.bilm import BiLMModule
+
+        module = BiLMModule(model, task.opts).eval()
+    else:
+        for block in model.body.layers:
+            block.attn.kernel.check(set(task.needs))
+        module = TokenModule(model, head, documents=name == "clm").eval()
     with tempfile.TemporaryDirectory() as tmp:
         prepare(list(inputs), tok, Path(tmp) / "corpus", DataConfig(seq_len=seq_len), progress=progress)
         corpus = Corpus(Path(tmp) / "corpus")

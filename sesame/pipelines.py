@@ -43,6 +43,12 @@ def load_any(model_dir: str | Path, weights: str = "fp32") -> tuple[Model, Token
     """(model, tokenizer, labels) from a sesame or Hugging Face directory, the model in eval
     mode with its weights in the ``weights`` format (fp32, bf16, int8; see models.quantize)."""
     path = Path(model_dir)
+    from sesame.static_model import is_vectors, static_model
+
+    if is_vectors(path):  # word vectors: the static-feature baseline
+        model, tokenizer = static_model(path)
+        convert_weights(model, weights)
+        return model, tokenizer, []
     if not path.is_dir():
         raise CheckpointError(f"model directory {str(path)!r} does not exist")
     tok_path = path
@@ -207,6 +213,20 @@ class FeatureExtraction(Pipeline):
             out = self._pool(self.encode(texts), pooling)
         if normalize:
             out = torch.nn.functional.normalize(out, dim=-1)
+        return out[0] if single else out
+
+    def token_vectors(self, texts: str | Sequence[str]) -> list[list[tuple[str, torch.Tensor]]]:
+        """Per text, (token, contextual vector) for each of its tokens, special tokens left out:
+        with a contextual model (ELMo, BERT) the same word gets a vector of its sentence."""
+        texts, single = _listify(texts)
+        batch = self.encode(texts)
+        with torch.no_grad():
+            hidden = self.model(batch["input_ids"], batch["attention_mask"]).hidden.float().cpu()
+        out = []
+        for row, ids in enumerate(batch["input_ids"].tolist()):
+            keep = [(t, i) for t, i in enumerate(ids) if batch["attention_mask"][row, t] and
+                    not self.tokenizer.is_special(i)]
+            out.append([(self.tokenizer.id_to_token(i), hidden[row, t]) for t, i in keep])
         return out[0] if single else out
 
     def _pool(self, batch, pooling: str) -> torch.Tensor:

@@ -64,6 +64,7 @@ class StrategyConfig(Section):
     SECTION = "strategy"
     kind: str = "full"  # full | frozen | adapters
     scalar_mix: bool = False  # heads read an ELMo-style learned mix of all layers
+    scalar_mix_norm: bool = False  # ... each layer layer-normalised first
     transfer_layers: str = "all"  # all | embeddings | top | none
     gradual_unfreeze: bool = False  # ULMFiT: unfreeze one layer group at a time, top to bottom
     unfreeze_every: int = 0  # steps per newly unfrozen group; 0: one epoch of the training data
@@ -71,10 +72,15 @@ class StrategyConfig(Section):
     adapter_size: int = 64  # kind = "adapters": bottleneck width
     adapter_norms: bool = True  # kind = "adapters": also train the body's norms (Houlsby et al.)
     freeze_embeddings_steps: int = 0  # the token embedding trains only from this optimizer step on
+    task_encoder: str = "none"  # the task model over the features: none | bilstm | bag (model.task_encoder)
+    task_hidden: int = 128  # units per direction of the task BiLSTM
+    task_embedding: int = 0  # the task's own token embedding, concatenated with the features
+    task_dropout: float = 0.1  # dropout in the task encoder
 
     def validate(self) -> None:
         choice("strategy.kind", self.kind, KINDS)
         choice("strategy.transfer_layers", self.transfer_layers, TRANSFER)
+        choice("strategy.task_encoder", self.task_encoder, ("none", "bilstm", "bag"))
         if not 0.0 < self.layer_lr_decay <= 1.0:
             raise ConfigError(f"strategy.layer_lr_decay = {self.layer_lr_decay} must be in (0, 1]; 1.0 turns it off")
         if self.kind == "adapters" and self.adapter_size <= 0:
@@ -118,12 +124,18 @@ def prepare_model(model: Model, strategy: StrategyConfig) -> tuple[Model, list[s
             changes["adapter_size"] = strategy.adapter_size
     if strategy.scalar_mix and not cfg.scalar_mix:
         changes["scalar_mix"] = True
+    if strategy.scalar_mix_norm and not cfg.scalar_mix_norm:
+        changes["scalar_mix_norm"] = True
+    if strategy.task_encoder != "none":
+        want = {"task_encoder": strategy.task_encoder, "task_hidden": strategy.task_hidden,
+                "task_embedding": strategy.task_embedding, "task_dropout": strategy.task_dropout}
+        changes.update({k: v for k, v in want.items() if getattr(cfg, k) != v})
     if not changes:
         return model, notes
     param = next(model.parameters())
     fresh = build_model(cfg.replace(**changes)).to(device=param.device, dtype=param.dtype)
     report = load_state(fresh, state_to_save(model), allow_missing=True)
-    unexpected = [k for k in report.missing if "_adapter." not in k and not k.startswith("mix.")]
+    unexpected = [k for k in report.missing if "_adapter." not in k and not k.startswith(("mix.", "task_encoder."))]
     if unexpected:
         raise CheckpointError(f"adding {sorted(changes)} left pre-trained weights unloaded: {unexpected[:5]}")
     fresh.train(model.training)
@@ -312,8 +324,9 @@ def share_body(model: Model) -> Model:
     for name, child in model.named_children():
         setattr(shell, name, child)
     shell.heads = nn.ModuleDict(dict(model.heads))
-    if "mix" not in shell._modules:
-        shell.mix = None
+    for name in ("mix", "task_encoder"):  # optional parts the source model may not have
+        if name not in shell._modules:
+            setattr(shell, name, None)
     return shell
 
 

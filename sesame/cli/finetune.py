@@ -35,7 +35,11 @@ def _epilog() -> str:
         "      --train reviews.csv --task classification   # the no-pre-training baseline, no model folder",
         "  sesame finetune runs/bert/model --dataset sst2 --out runs/ft-sst2 --set train.steps=500",
         "  sesame finetune runs/bert/model --dataset conll2003 --out runs/ner --strategy adapters --adapter-size 32",
-        "  sesame finetune runs/bert/model --dataset sst2 --out runs/elmo --strategy frozen --scalar-mix",
+        "  sesame finetune runs/bert/model --dataset sst2 --out runs/mix --strategy frozen --scalar-mix",
+        "  sesame finetune runs/elmo-tiny-en/model --dataset conll2003 --out runs/elmo-ner --strategy frozen \\",
+        "      --scalar-mix --task-encoder bilstm   # ELMo features into a task BiLSTM",
+        "  sesame finetune runs/w2v/vectors.bin --dataset sst2 --out runs/w2v-sst2 --strategy frozen \\",
+        "      --task-encoder bilstm   # the static-vector baseline (word2vec .txt/.bin or a vectors folder)",
         "  sesame finetune runs/bert/model --dataset mrpc --then sst2 --out runs/two-stage",
         "  sesame finetune runs/bert/model --dataset sst2 --also cola mrpc --out runs/mtl",
     ])
@@ -51,7 +55,9 @@ def add_parser(sub) -> None:
         epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model_dir", nargs="?", help="the pre-trained model: runs/NAME/model, a training checkpoint "
-                   "(runs/NAME/checkpoints/step-N) or a Hugging Face folder (none with --init random)")
+                   "(runs/NAME/checkpoints/step-N), a Hugging Face folder, or static word vectors (a word2vec "
+                   ".txt/.bin file or a `sesame static train` folder: the static-feature baseline; none with "
+                   "--init random)")
     p.add_argument("--dataset", help="a named data set to fine-tune on (see the list below)")
     add_file_options(p, train=True)
     p.add_argument("--out", help="run directory (default: runs/ft-<data set or train file name>)")
@@ -69,6 +75,14 @@ def add_parser(sub) -> None:
                    help="what trains: everything (full), only the heads (frozen), adapters + heads (adapters)")
     g.add_argument("--adapter-size", type=int, help="bottleneck width of the adapters (default 64)")
     g.add_argument("--scalar-mix", action="store_true", help="heads read an ELMo-style learned mix of all layers")
+    g.add_argument("--mix-norm", action="store_true",
+                   help="layer-normalise each layer before the scalar mix (for layers of different scales, ELMo's)")
+    g.add_argument("--task-encoder", choices=["none", "bilstm", "bag"],
+                   help="the task model over the features: a BiLSTM or a bag of vectors (feature-based transfer; "
+                        "the same on ELMo, Transformer and static-vector features)")
+    g.add_argument("--task-hidden", type=int, help="units per direction of the task BiLSTM (default 128)")
+    g.add_argument("--task-embedding", type=int,
+                   help="size of the task's own token embedding, concatenated with the features (default 0)")
     g.add_argument("--transfer-layers", choices=["all", "embeddings", "top", "none"],
                    help="which pre-trained layers transfer: all (default), embeddings only (blocks re-initialised), "
                         "top (the task reads the top layer only), none (random init of the same architecture: "
@@ -234,7 +248,9 @@ def settings(args) -> dict[str, dict]:
         out[path[0]][path[1]] = value
     flags = {"kind": args.strategy, "adapter_size": args.adapter_size, "transfer_layers": args.transfer_layers,
              "layer_lr_decay": args.layer_lr_decay, "scalar_mix": args.scalar_mix or None,
-             "gradual_unfreeze": args.gradual_unfreeze or None}
+             "scalar_mix_norm": args.mix_norm or None,
+             "gradual_unfreeze": args.gradual_unfreeze or None, "task_encoder": args.task_encoder,
+             "task_hidden": args.task_hidden, "task_embedding": args.task_embedding}
     out["strategy"].update({k: v for k, v in flags.items() if v is not None})
     return out
 

@@ -63,6 +63,8 @@ def add_parser(sub) -> None:
         if verb == "embed":
             p.add_argument("--pooling", choices=["mean", "cls"], default="mean")
             p.add_argument("--normalize", action="store_true")
+            p.add_argument("--tokens", action="store_true",
+                           help="one contextual vector per token instead of a sentence vector")
         if verb == "generate":
             p.add_argument("--max-new-tokens", type=int, default=32)
             p.add_argument("--strategy", choices=["greedy", "sample", "beam"], default="greedy")
@@ -153,6 +155,9 @@ def _rows(verb, pipe, batch, args) -> list[dict]:
                  "score": round(best[0]["score"], 6)} for t, best in zip(batch, pipe(batch))]
     if verb == "tag":
         return [{"text": t, "entities": e} for t, e in zip(batch, pipe(batch))]
+    if verb == "embed" and args.tokens:
+        return [{"text": t, "tokens": [{"token": tok, "vector": [round(v, 6) for v in vec.tolist()]}
+                                       for tok, vec in row]} for t, row in zip(batch, pipe.token_vectors(batch))]
     if verb == "embed":
         vectors = pipe(batch, pooling=args.pooling, normalize=args.normalize)
         return [{"text": t, "vector": [round(v, 6) for v in vec]} for t, vec in zip(batch, vectors.tolist())]

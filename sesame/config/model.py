@@ -7,13 +7,20 @@ from typing import Any
 from sesame.config.base import Section, choice
 from sesame.errors import ConfigError
 
-ARCHS = ("encoder", "decoder", "encoder-decoder")
+ARCHS = ("encoder", "decoder", "encoder-decoder", "bilm", "static")  # bilm: ELMo; static: a vectors table
 POSITIONS = ("learned", "sinusoidal", "rotary", "t5", "alibi", "none", "shaw")
 NORMS = ("layernorm", "rmsnorm")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 FEEDFORWARDS = ("mlp", "glu")
 INITS = ("normal", "t5")
-HEADS = ("mlm", "lm", "pooler", "nsp", "sop", "classify", "rtd", "tag", "span", "choice", "sbo")
+HEADS = ("mlm", "lm", "pooler", "nsp", "sop", "classify", "rtd", "tag", "span", "choice", "sbo", "bilm")
+TOKEN_ENCODERS = ("char-cnn", "embedding")
+TASK_ENCODERS = ("none", "bilstm", "bag")
+ELMO_FILTERS = [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]]
+# Transformer settings a biLM or a static table has no use for: asking for one fails at build time
+NOT_FOR_LSTM = ("attention", "attention_options", "reversible", "ff_chunks", "adapter_size", "two_stream", "mem_len",
+                "clamp_len", "relative_segments", "head_counts", "layerdrop", "share_layers", "num_kv_heads",
+                "head_dim", "prenorm", "feedforward", "embedding_size", "attention_scale", "init")
 
 
 @dataclasses.dataclass
@@ -64,6 +71,7 @@ class ModelConfig(Section):
     share_layers: bool = False  # ALBERT cross-layer parameter sharing
     adapter_size: int = 0  # bottleneck adapters after attention and feed-forward; 0: none
     scalar_mix: bool = False  # heads read an ELMo-style learned mix of all layers (encoders)
+    scalar_mix_norm: bool = False  # layer-normalise each layer before the mix (Peters et al. 2018, sec. 3.2)
     decoder_layers: int | None = None  # encoder-decoder: default = layers
     heads: list[str] = dataclasses.field(default_factory=lambda: ["mlm"])
     num_labels: int = 2  # for the `classify` head
@@ -75,6 +83,18 @@ class ModelConfig(Section):
     init: str = "normal"  # normal: N(0, init_std) everywhere; t5: T5's per-weight scaled normal (families/t5.py)
     head_counts: list[int] | None = None  # attention heads per layer after head pruning; default num_heads each
     layerdrop: float = 0.0  # LayerDrop: chance a whole layer is skipped in training (Fan et al.); 0: never
+    # arch = "bilm" (ELMo): hidden = forward + backward width, intermediate = LSTM cell, layers = LSTM depth
+    token_encoder: str = "char-cnn"  # char-cnn (characters -> CNN -> highway -> projection) | embedding
+    char_dim: int = 16
+    char_filters: list[list[int]] = dataclasses.field(default_factory=lambda: [list(f) for f in ELMO_FILTERS])
+    highway_layers: int = 2
+    max_characters: int = 50  # bytes per token, begin/end marks included
+    # the task model above the features (the mix, or the top layer): none (the head reads them) |
+    # bilstm (a BiLSTM of task_hidden units per direction) | bag (the mean of the vectors)
+    task_encoder: str = "none"
+    task_hidden: int = 128
+    task_embedding: int = 0  # the task's own token embedding, concatenated with the features (0: none)
+    task_dropout: float = 0.1  # dropout in the task encoder (its input, states and sentence vector)
 
     def validate(self) -> None:
         choice("model.arch", self.arch, ARCHS)
@@ -88,7 +108,7 @@ class ModelConfig(Section):
         for name in ("vocab_size", "hidden", "layers", "num_heads", "intermediate", "max_positions"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
-        if self.head_dim is None and self.hidden % self.num_heads:
+        if self.head_dim is None and self.hidden % self.num_heads and self.arch not in ("bilm", "static"):
             raise ConfigError(
                 f"model.num_heads = {self.num_heads} does not divide model.hidden = {self.hidden}; "
                 "pick a head count that divides the hidden size, or set model.head_dim"
@@ -99,9 +119,12 @@ class ModelConfig(Section):
             )
         if self.adapter_size < 0:
             raise ConfigError("model.adapter_size must be 0 (no adapters) or positive")
-        if self.scalar_mix and self.arch != "encoder":
-            raise ConfigError("model.scalar_mix (a learned mix of all layers) is for encoders; "
+        if self.scalar_mix and self.arch not in ("encoder", "bilm"):
+            raise ConfigError("model.scalar_mix (a learned mix of all layers) is for encoders and biLMs; "
                               f"the model is {self.arch!r}")
+        if self.scalar_mix_norm and not self.scalar_mix:
+            raise ConfigError("model.scalar_mix_norm normalises the layers of the scalar mix; set scalar_mix = true")
+        self._validate_lstm()
         if self.embedding_size is not None and self.embedding_size <= 0:
             raise ConfigError("model.embedding_size must be positive")
         if self.arch == "decoder" and any(h in self.heads for h in ("mlm", "nsp", "sop", "pooler")):
@@ -158,6 +181,52 @@ class ModelConfig(Section):
             if len(self.head_counts) != self.layers or not all(1 <= h <= self.num_heads for h in self.head_counts):
                 raise ConfigError(f"model.head_counts = {self.head_counts} must give 1..{self.num_heads} "
                                   f"heads for each of the {self.layers} layers")
+
+    def _validate_lstm(self) -> None:
+        choice("model.token_encoder", self.token_encoder, TOKEN_ENCODERS)
+        choice("model.task_encoder", self.task_encoder, TASK_ENCODERS)
+        if not 0.0 <= self.task_dropout < 1.0:
+            raise ConfigError("model.task_dropout must be in [0, 1)")
+        if self.task_hidden <= 0 or self.task_embedding < 0:
+            raise ConfigError("model.task_hidden must be positive and model.task_embedding >= 0")
+        if self.task_embedding and self.task_encoder == "none":
+            raise ConfigError("model.task_embedding (the task's own input) feeds a task encoder; set "
+                              "model.task_encoder = 'bilstm' or 'bag'")
+        if self.arch not in ("bilm", "static"):
+            return
+        defaults = ModelConfig.__dataclass_fields__
+        for name in NOT_FOR_LSTM:
+            field = defaults[name]
+            default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+            if getattr(self, name) != default:
+                raise ConfigError(f"model.{name} = {getattr(self, name)!r} is a Transformer setting; a model of "
+                                  f"arch {self.arch!r} has no attention or blocks to apply it to; drop it")
+        if self.position != "none":
+            raise ConfigError(f"model.arch = {self.arch!r} has no positions; set model.position = 'none'")
+        bad = [h for h in self.heads if h not in ("bilm", "classify", "tag")]
+        if bad:
+            raise ConfigError(f"model.heads {bad} do not fit model.arch = {self.arch!r}; it has bilm (pre-training), "
+                              "classify and tag")
+        if self.arch == "static":
+            if self.layers != 1 or "bilm" in self.heads or self.scalar_mix:
+                raise ConfigError("model.arch = 'static' is one vectors table: layers = 1, no bilm head, no "
+                                  "scalar mix")
+            return
+        if self.hidden % 2:
+            raise ConfigError(f"model.hidden = {self.hidden} is forward + backward; it must be even")
+        if self.token_encoder == "char-cnn":
+            if not self.char_filters or any(len(f) != 2 or f[0] <= 0 or f[1] <= 0 for f in self.char_filters):
+                raise ConfigError(f"model.char_filters = {self.char_filters} must be [width, count] pairs")
+            if max(f[0] for f in self.char_filters) > self.max_characters - 2 or self.highway_layers < 0:
+                raise ConfigError("model.char_filters must fit model.max_characters - 2 bytes; "
+                                  "model.highway_layers >= 0")
+
+    @property
+    def head_input(self) -> int:
+        """The width the task heads (classify, tag) read: the task encoder's output, else the body's."""
+        if self.task_encoder == "bilstm":
+            return 2 * self.task_hidden
+        return self.hidden + (self.task_embedding if self.task_encoder == "bag" else 0)
 
     def layer_config(self, index: int) -> "ModelConfig":
         """The config one block is built from: ``head_counts[index]`` heads of the model's

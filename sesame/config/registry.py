@@ -15,7 +15,7 @@ _PROVIDERS: dict[str, list[str]] = {
     "position": ["sesame.nn.positions"],
     "norm": ["sesame.nn.norms"],
     "feedforward": ["sesame.nn.feedforward"],
-    "head": ["sesame.models.heads", "sesame.models.task_heads"],
+    "head": ["sesame.models.heads", "sesame.models.task_heads", "sesame.models.families.elmo"],
     "family": ["sesame.models.families"],
     "objective": ["sesame.objectives"],
     "task": ["sesame.tasks"],

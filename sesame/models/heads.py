@@ -98,7 +98,7 @@ class ClassifyHead(Head):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.drop = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.hidden, config.num_labels)
+        self.classifier = nn.Linear(config.head_input, config.num_labels)
         self.index = -1 if config.pool_last else 0
 
     def forward(self, hidden, pooled=None, select=None):

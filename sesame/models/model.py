@@ -10,6 +10,7 @@ from sesame.config.model import ModelConfig
 from sesame.errors import CheckpointError, ConfigError
 from sesame.models.body import Body, EncoderDecoderBody
 from sesame.models.heads import build_head
+from sesame.models.task_encoder import StaticBody, TaskEncoder
 from sesame.nn import KVCache, Layout
 from sesame.nn.adapters import Adapter
 from sesame.nn.scalar_mix import ScalarMix
@@ -32,14 +33,27 @@ class Model(nn.Module):
         self.config = config
         if config.arch == "encoder-decoder":
             self.body = EncoderDecoderBody(config)
+        elif config.arch == "bilm":
+            from sesame.models.families.elmo import BiLMBody
+
+            self.body = BiLMBody(config)
+        elif config.arch == "static":
+            self.body = StaticBody(config)
         else:
             self.body = Body(config, needed)
         names = list(config.heads)
         if any(h in names for h in ("nsp", "sop")) and "pooler" not in names:
             names.insert(0, "pooler")
+        if config.task_encoder != "none" and "pooler" in names:
+            names.remove("pooler")  # the task encoder makes the sentence vector
         self.heads = nn.ModuleDict({name: build_head(name, config) for name in names})
-        self.mix = ScalarMix(config.layers + 1) if config.scalar_mix else None  # heads read the mix
+        # heads read the mix
+        self.mix = ScalarMix(config.layers + 1, config.scalar_mix_norm) if config.scalar_mix else None
+        self.task_encoder = TaskEncoder(config) if config.task_encoder != "none" else None
         self.apply(self._init)
+        for part in (self.body, self.task_encoder):
+            if hasattr(part, "reset_parameters"):
+                part.reset_parameters()  # LSTMs, the character CNN: their own initialisation
         for module in self.modules():
             if isinstance(module, Adapter):
                 module.reset_parameters()  # adapters start as the identity
@@ -120,6 +134,8 @@ class Model(nn.Module):
                 hidden = self.mix(states)
         logits: dict[str, torch.Tensor] = {}
         pooled = None
+        if self.task_encoder is not None:
+            hidden, pooled = self.task_encoder(hidden, input_ids, attention_mask)
         for name, head in self.heads.items():
             if name == "pooler":
                 pooled = head(hidden)
@@ -152,6 +168,8 @@ class Model(nn.Module):
     def summary(self) -> str:
         c = self.config
         rows = [("component", "parameters")]
+        if c.arch in ("bilm", "static"):
+            return self._lstm_summary()
         seen: set[int] = set()
         for name, module in [("embeddings", self.body.embed)] + [
             (n, m) for n, m in self.body.named_children() if n not in ("embed",)
@@ -174,6 +192,17 @@ class Model(nn.Module):
             shape += f", {c.attention} attention" + (" (reversible)" if c.reversible else "")
         lines = [shape] + [f"  {a:<{width}}  {b:>14}" for a, b in rows]
         return "\n".join(lines)
+
+
+    def _lstm_summary(self) -> str:
+        c = self.config
+        parts = [("body", self.body)] + [(f"head:{n}", h) for n, h in self.heads.items()]
+        parts += [("task encoder", self.task_encoder)] if self.task_encoder is not None else []
+        head = (f"{c.family} static vectors: dim {c.hidden}, vocab {c.vocab_size}" if c.arch == "static" else
+                f"{c.family} biLM: {c.token_encoder} tokens, {c.layers} LSTM layers of {c.intermediate} cells, "
+                f"projections {c.hidden // 2} per direction, vocab {c.vocab_size}")
+        lines = [head] + [f"  {n:<14} {sum(p.numel() for p in m.parameters()):>14,}" for n, m in parts]
+        return "\n".join(lines + [f"  {'total':<14} {self.num_parameters():>14,}"])
 
 
 def build_model(config: ModelConfig, needed: set[str] = frozenset()) -> Model:

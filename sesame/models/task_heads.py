@@ -21,7 +21,7 @@ class TagHead(Head):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.drop = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.hidden, config.num_labels)
+        self.classifier = nn.Linear(config.head_input, config.num_labels)
 
     def forward(self, hidden, pooled=None, select=None):
         return self.classifier(self.drop(_select(hidden, select)))

@@ -11,7 +11,7 @@ from sesame.objectives.sbo import SBO
 from sesame.objectives.sentence import NSP, SOP
 from sesame.objectives.simcse import SimCSE
 from sesame.objectives.unilm import UniLM
-from sesame.objectives import denoise, mass, t5_span  # noqa: F401  (register bart, mass, t5-span)
+from sesame.objectives import bilm, denoise, mass, t5_span  # noqa: F401  (register bilm, bart, mass, t5-span)
 
 __all__ = ["IGNORE", "Vocab", "CLM", "MLM", "NSP", "SOP", "SBO", "ELECTRA", "UniLM", "SimCSE", "Composite",
            "build_objective"]

@@ -38,6 +38,7 @@ class Vocab:
     start_id: int | None = None  # encoder-decoders: the decoder's first input (bos, else cls, else pad)
     end_id: int | None = None  # ... and the token that ends a sequence (eos, else sep)
     sentinel_ids: tuple[int, ...] = ()  # <extra_id_0>, <extra_id_1>, ... (T5 span corruption)
+    tokens: tuple[str, ...] = ()  # the token strings in id order (ELMo's character CNN reads them)
 
     @classmethod
     def from_tokenizer(cls, tok) -> "Vocab":
@@ -47,7 +48,8 @@ class Vocab:
         sentinels = []
         while (i := tok.token_to_id(f"<extra_id_{len(sentinels)}>")) is not None:
             sentinels.append(i)
-        return cls(tok.vocab_size, specials, tok.pad_id, tok.mask_id, start, end, tuple(sentinels))
+        tokens = tuple(tok.id_to_token(i) or "" for i in range(tok.vocab_size))
+        return cls(tok.vocab_size, specials, tok.pad_id, tok.mask_id, start, end, tuple(sentinels), tokens)
 
     def check_model(self, vocab_size: int) -> None:
         if vocab_size < self.size:

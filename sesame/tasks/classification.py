@@ -60,6 +60,7 @@ class Classification(FinetuneTask):
     name = "classification"
     head = "classify"
     keep_pooler = True
+    archs = ("encoder", "bilm", "static")  # ELMo features and static vectors too (feature-based)
     Options = ClassificationOptions
     module_class = ClassificationModule
     needs_labels = True

@@ -72,6 +72,7 @@ def align(words: Sequence[str], offsets: Sequence[tuple[int, int]]) -> tuple[lis
 class Tagging(FinetuneTask):
     name = "tagging"
     head = "tag"
+    archs = ("encoder", "bilm", "static")  # ELMo features and static vectors too (feature-based)
     Options = TaggingOptions
     module_class = TaggingModule
     needs_labels = True

@@ -2,7 +2,7 @@
 import importlib
 
 for _name in ("bert", "roberta", "albert", "distilbert", "electra", "gpt2", "llama", "longformer", "t5", "bart",
-              "xlnet"):
+              "xlnet", "elmo"):
     try:
         importlib.import_module(f"sesame.models.families.{_name}")
     except ModuleNotFoundError as _err:  # a family not written yet
