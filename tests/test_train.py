@@ -23,6 +23,7 @@ from sesame.train import (
 )
 from sesame.train.checkpoint import split_shared
 from sesame.train.source import EVAL, transform_rng
+from sesame.train.trainer import resolve_precision
 
 V, T, IGNORE, MASK = 24, 8, -100, 1
 
@@ -230,6 +231,22 @@ def test_bf16_autocast_keeps_fp32_master_weights(tmp_path):
     assert t.module.seen_dtype == torch.bfloat16
     assert all(p.dtype == torch.float32 for p in t.module.parameters())
     assert math.isfinite(summary["loss"]) and summary["steps"] == 3
+
+
+def test_auto_precision_is_bf16_only_on_native_hardware(tmp_path, monkeypatch, capsys):
+    from sesame.train import trainer as trainer_module
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    for native, want in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(trainer_module, "native_bf16", lambda device, native=native: native)
+        assert resolve_precision("auto", cpu) == want
+        t = trainer(tmp_path / want, precision="auto", steps=1)
+        t.fit()
+        assert t.module.seen_dtype == (torch.bfloat16 if native else torch.float32)
+        assert f"train.precision = auto: {want} on cpu" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="train.precision"):
+        config(precision="fp16")
 
 
 # ---- NaN / Inf ----------------------------------------------------------------

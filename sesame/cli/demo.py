@@ -60,7 +60,7 @@ def run(args) -> int:
     config = load_config("bert-tiny", [
         f"data.inputs=[{corpus!r}]", "data.seq_len=128", "tokenizer.vocab_size=6000",
         f"train.steps={args.steps}", "train.batch_size=32", "train.lr=1e-3", "train.warmup=100",
-        "train.eval_every=200", "train.save_every=400", "train.log_every=20", "train.precision=bf16",
+        "train.eval_every=200", "train.save_every=400", "train.log_every=20", "train.precision=auto",
         "model.dropout=0.0", "model.attention_dropout=0.0", *args.overrides,
     ])
     tok, note = get_tokenizer(config, out, progress=not args.no_progress)

@@ -23,7 +23,7 @@ class TrainConfig(Section):
     schedule: str = "linear"  # linear | cosine | inverse_sqrt | constant
     warmup: int = 100
     clip: float = 1.0  # 0 disables clipping
-    precision: str = "fp32"  # fp32 | bf16 (autocast, fp32 master weights)
+    precision: str = "fp32"  # fp32 | bf16 (autocast, fp32 master weights) | auto (bf16 where native)
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0
     deterministic: bool = False  # torch.use_deterministic_algorithms(True); exact resume
@@ -42,7 +42,7 @@ class TrainConfig(Section):
     def validate(self) -> None:
         choice("train.optimizer", self.optimizer, ("adamw", "lamb", "sgd"))
         choice("train.schedule", self.schedule, ("linear", "cosine", "inverse_sqrt", "constant"))
-        choice("train.precision", self.precision, ("fp32", "bf16"))
+        choice("train.precision", self.precision, ("fp32", "bf16", "auto"))
         choice("train.device", self.device, ("auto", "cpu", "cuda"))
         choice("train.nan_policy", self.nan_policy, ("stop", "skip"))
         if self.steps <= 0 or self.batch_size <= 0:

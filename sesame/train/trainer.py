@@ -55,6 +55,26 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 matrices in hardware: CUDA that reports bf16, or an
+    x86 CPU with AVX512-BF16 or AMX-BF16 (read from /proc/cpuinfo; elsewhere assumed not)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto`` is bf16 where the device has native bf16 matrix units, else fp32 (emulated bf16
+    on a CPU is several times slower than fp32); ``fp32`` and ``bf16`` are taken as given."""
+    if name != "auto":
+        return name
+    return "bf16" if native_bf16(device) else "fp32"
+
+
 def _as_float(x: Any) -> float:
     return float(x.item()) if isinstance(x, torch.Tensor) else float(x)
 
@@ -89,6 +109,7 @@ class Trainer:
         kind = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
         self.dist = distributed.init(kind)
         self.device = resolve_device(cfg.device, self.dist.local_rank)
+        self.precision = resolve_precision(cfg.precision, self.device)
         world = self.dist.world
         self.micro_size = cfg.micro_batch_size or cfg.batch_size // world
         if cfg.batch_size % (self.micro_size * world) or self.micro_size == 0:
@@ -141,7 +162,7 @@ class Trainer:
         return {"loss": 0.0, "count": 0, "tokens": 0, "steps": 0, "metrics": {}}
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
@@ -372,6 +393,9 @@ class Trainer:
 
     def _fit(self, resume: bool, allow_config_change: bool) -> dict:
         cfg, d = self.cfg, self.dist
+        if cfg.precision == "auto":
+            why = "native bf16" if self.precision == "bf16" else "no native bf16 matrix units"
+            self._say(f"train.precision = auto: {self.precision} on {self.device.type} ({why})")
         skipped: list[str] = []
         path = None
         if resume:
