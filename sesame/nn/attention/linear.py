@@ -100,17 +100,24 @@ def noncausal(fq, fk, v):
     return safe_divide(fq @ kv, den)
 
 
-def causal_scan(fq, fk, v, chunk: int, state=None):
-    """Causal linear attention over chunks of ``chunk`` tokens. ``state``: (S, z) of
-    the tokens before these ones (decoding). Returns (out, (S, z) after the last token)."""
+def _chunked(fq, fk, v, chunk: int):
+    """T padded to a multiple of the chunk length c and viewed as n chunks:
+    (fq, fk, v) as (B, H, n, c, ·), with t, n, c and the padding."""
     b, h, t, m = fq.shape
-    dv = v.shape[-1]
     c = max(1, min(chunk, t))
     pad = (-t) % c
     if pad:
         fq, fk, v = (F.pad(x, (0, 0, 0, pad)) for x in (fq, fk, v))
     n = (t + pad) // c
-    fq, fk, v = fq.view(b, h, n, c, m), fk.view(b, h, n, c, m), v.view(b, h, n, c, dv)
+    return fq.view(b, h, n, c, m), fk.view(b, h, n, c, m), v.view(b, h, n, c, v.shape[-1]), t, n, c, pad
+
+
+def causal_scan(fq, fk, v, chunk: int, state=None):
+    """Causal linear attention over chunks of ``chunk`` tokens. ``state``: (S, z) of
+    the tokens before these ones (decoding). Returns (out, (S, z) after the last token)."""
+    b, h = fq.shape[:2]
+    dv = v.shape[-1]
+    fq, fk, v, t, n, c, _ = _chunked(fq, fk, v, chunk)
     tri = torch.ones(c, c, dtype=torch.bool, device=fq.device).tril()
     a = (fq @ fk.transpose(-1, -2)).masked_fill(~tri, 0.0)  # inside each chunk
     num, den = a @ v, a.sum(-1, keepdim=True)
@@ -147,15 +154,10 @@ def document_scan(fq, fk, v, chunk: int, runs: torch.Tensor, strict: bool = Fals
     ``strict``: a query does not see its own key. Chunk c inherits X_{c-1}, where
     X_c = tail_c + keep_c · X_{c-1} (tail_c: the state of chunk c's last run inside
     it; keep_c: that run filled the whole chunk and began before it)."""
-    b, h, t, m = fq.shape
+    b, h = fq.shape[:2]
     dv = v.shape[-1]
-    c = max(1, min(chunk, t))
-    pad = (-t) % c
-    if pad:
-        fq, fk, v = (F.pad(x, (0, 0, 0, pad)) for x in (fq, fk, v))
-        runs = F.pad(runs, (0, pad), value=-1)
-    n = (t + pad) // c
-    fq, fk, v = fq.view(b, h, n, c, m), fk.view(b, h, n, c, m), v.view(b, h, n, c, dv)
+    fq, fk, v, t, n, c, pad = _chunked(fq, fk, v, chunk)
+    runs = F.pad(runs, (0, pad), value=-1)
     r = runs.view(b, n, c)
     tri = torch.ones(c, c, dtype=torch.bool, device=fq.device).tril(-1 if strict else 0)
     visible = tri & (r[..., :, None] == r[..., None, :])  # (b, n, c, c)
