@@ -2,8 +2,11 @@
 corpus is cut into documents, how often a token is a separator, what a context-free
 predictor scores, and how much of the held-out tail also sits in the training text.
 
-Run from the repository root:  python recipes/diagnose_en_data.py
-Writes docs/evidence/en-plateau/data.json (the tokenizer and shards go to --work)."""
+Run from the repository root:  python recipes/diagnose_en_data.py [--recipe R --out F]
+Writes docs/evidence/en-plateau/data.json (the tokenizer and shards go to --work). It also
+scores two count lookups on the held-out tail (the left neighbour's most frequent follower,
+and the most frequent token between the left and right neighbours): what a model that
+finds its neighbours can get."""
 from __future__ import annotations
 
 import argparse
@@ -18,12 +21,41 @@ from sesame.data import Corpus, build_dataset
 from sesame.pretrain import get_corpus, get_tokenizer
 
 
+def neighbour_lookups(train: np.ndarray, tail: np.ndarray, specials: set, vocab: int, n: int = 20000) -> dict:
+    """How much of a masked token its neighbours give away: the training part's most frequent
+    token after the left neighbour, and between the left and right neighbours (backing off to
+    the left one), scored on ``n`` random non-special positions of the held-out tail."""
+    def best(keys: np.ndarray, values: np.ndarray) -> dict:
+        order = np.lexsort((values, keys))
+        pairs, counts = np.unique(keys[order] * vocab + values[order], return_counts=True)
+        k, v = pairs // vocab, pairs % vocab
+        top = np.lexsort((-counts, k))
+        k, v = k[top], v[top]
+        first = np.r_[True, k[1:] != k[:-1]]
+        return dict(zip(k[first].tolist(), v[first].tolist()))
+
+    left = best(train[:-1], train[1:])
+    both = best(train[:-2] * vocab + train[2:], train[1:-1])
+    positions = np.arange(1, len(tail) - 1)
+    positions = positions[~np.isin(tail[positions], list(specials))]
+    pick = np.random.default_rng(0).choice(positions, min(n, len(positions)), replace=False)
+    hit_left = hit_both = 0
+    for p in pick.tolist():
+        by_left = left.get(int(tail[p - 1]), -1)
+        hit_left += by_left == tail[p]
+        hit_both += both.get(int(tail[p - 1]) * vocab + int(tail[p + 1]), by_left) == tail[p]
+    return {"left_neighbour_lookup_accuracy": round(hit_left / len(pick), 4),
+            "left_right_neighbour_lookup_accuracy": round(hit_both / len(pick), 4),
+            "lookup_positions": int(len(pick))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="runs/diagnose-en")
     ap.add_argument("--out", default="docs/evidence/en-plateau/data.json")
+    ap.add_argument("--recipe", default="recipes/bert-tiny-en.toml")
     args = ap.parse_args()
-    run = load_config("recipes/bert-tiny-en.toml", ["data.workers=1"])
+    run = load_config(args.recipe, ["data.workers=1"])
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     tok, _ = get_tokenizer(run, work, progress=False)
@@ -51,7 +83,7 @@ def main() -> None:
     tail = shingles(tail_tok)
     seen = shingles(train_tok)
     result = {
-        "recipe": "recipes/bert-tiny-en.toml", "documents": int(corpus.num_docs), "tokens": int(corpus.num_tokens),
+        "recipe": args.recipe, "documents": int(corpus.num_docs), "tokens": int(corpus.num_tokens),
         "doc_tokens_median": float(np.median(doc_len)), "doc_tokens_mean": float(doc_len.mean()),
         "separators_per_128_window": float(128 * corpus.num_docs / (corpus.num_tokens + corpus.num_docs)),
         "windows": len(ds), "held_out_windows": n_eval,
@@ -59,6 +91,7 @@ def main() -> None:
         "top_tokens": [[tok.id_to_token(int(i)), round(float(counts[i] / counts.sum()), 4)] for i in top],
         "held_out_8gram_shingles_seen_in_training": round(len(tail & seen) / max(len(tail), 1), 4),
         "held_out_first_document": int(start_doc),
+        **neighbour_lookups(train_tok, tail_tok, specials, tok.vocab_size),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
