@@ -1,11 +1,13 @@
 """Benchmark: sesame's word2vec (SG, CBOW), fastText and GloVe against gensim's Word2Vec
 and FastText on the same encoded corpus, with the same dimensions, window, epochs,
-negatives, subsampling and learning rate, one thread each.
+negatives, subsampling and learning rate, and the same number of threads (`--workers`).
 
 The corpus is read and split into words once (``sesame.static.corpus``); gensim gets the
 same word lists (documents cut at 10,000 words, gensim's limit), so both sides train on
-identical tokens. Words/s count corpus words x epochs over the training time (gensim's
-``train`` call; sesame's chunks; GloVe: co-occurrence counting plus its epochs); reading
+identical tokens; ``--workers N`` gives both sides N threads / workers, ``--repeats R``
+runs every row R times interleaved (seeds seed..seed+R-1). Words/s count corpus words x
+epochs over the training time (gensim's ``train`` call; sesame's chunks; GloVe: co-occurrence
+counting plus its epochs); reading
 and vocabulary building are excluded on both sides. Each row is evaluated by
 ``sesame.static.evaluate`` (Spearman rho on every similarity set, analogy accuracy over
 the 30,000 most frequent words). Rows can be run separately (``--rows``); each row's JSON
