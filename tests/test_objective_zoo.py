@@ -255,6 +255,18 @@ def test_electra_generator_defaults_to_a_quarter_and_shares_embeddings():
         ELECTRA(VOCAB, generator=DISC.replace(embedding_size=8, heads=["mlm"])).build(DISC)
 
 
+def test_electra_with_rotary_keeps_a_rotary_code_per_head_width():
+    """Rotary has no table to share: the generator's narrower heads get their own code."""
+    module = ELECTRA(VOCAB).build(DISC.replace(position="rotary", num_heads=2))  # heads of 16 vs 8
+    g, d = module.generator, module.model
+    assert g.body.position is not d.body.position and g.body.embed.tokens is d.body.embed.tokens
+    ids = torch.randint(5, 1000, (2, 12))
+    labels = torch.where(torch.arange(12) % 4 == 0, ids, torch.full_like(ids, -100))
+    out = module({"input_ids": ids, "labels": labels})
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and g.body.embed.tokens.weight.grad is not None
+
+
 def test_electra_labels_sampling_gradients_and_loss():
     torch.manual_seed(0)
     task = ELECTRA(VOCAB, {"share_embeddings": False})

@@ -68,8 +68,11 @@ class ELECTRAModule(nn.Module):
             g.embed.tokens = d.embed.tokens
             if d.embed.types is not None and g.embed.types is not None:
                 g.embed.types = d.embed.types
-            if type(g.position) is type(d.position) and \
-                    [p.shape for p in g.position.parameters()] == [p.shape for p in d.position.parameters()]:
+            # a learned table is shared; a parameter-free code (rotary, alibi) is sized per model, so
+            # each keeps its own (the generator's heads are narrower)
+            shapes = [p.shape for p in d.position.parameters()]
+            if type(g.position) is type(d.position) and shapes and \
+                    [p.shape for p in g.position.parameters()] == shapes:
                 g.position = d.position
             generator.tie_weights()
             generator.check_ties()
