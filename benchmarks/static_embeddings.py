@@ -1,11 +1,13 @@
 """Benchmark: sesame's word2vec (SG, CBOW), fastText and GloVe against gensim's Word2Vec
 and FastText on the same encoded corpus, with the same dimensions, window, epochs,
-negatives, subsampling and learning rate, one thread each.
+negatives, subsampling and learning rate, and the same number of threads (`--workers`).
 
 The corpus is read and split into words once (``sesame.static.corpus``); gensim gets the
 same word lists (documents cut at 10,000 words, gensim's limit), so both sides train on
-identical tokens. Words/s count corpus words x epochs over the training time (gensim's
-``train`` call; sesame's chunks; GloVe: co-occurrence counting plus its epochs); reading
+identical tokens; ``--workers N`` gives both sides N threads / workers, ``--repeats R``
+runs every row R times interleaved (seeds seed..seed+R-1). Words/s count corpus words x
+epochs over the training time (gensim's ``train`` call; sesame's chunks; GloVe: co-occurrence
+counting plus its epochs); reading
 and vocabulary building are excluded on both sides. Each row is evaluated by
 ``sesame.static.evaluate`` (Spearman rho on every similarity set, analogy accuracy over
 the 30,000 most frequent words). Rows can be run separately (``--rows``); each row's JSON
@@ -33,8 +35,8 @@ from sesame.static.evaluate import evaluate  # noqa: E402
 from sesame.static.train import train_corpus  # noqa: E402
 from sesame.static.vectors import Vectors, load_vectors  # noqa: E402
 
-ROWS = ("sesame-sg", "sesame-sg-shared", "gensim-sg", "sesame-cbow", "gensim-cbow", "sesame-fasttext",
-        "gensim-fasttext", "sesame-glove")
+ROWS = ("sesame-sg", "sesame-sg-shared", "gensim-sg", "sesame-cbow", "sesame-cbow-shared", "gensim-cbow",
+        "sesame-fasttext", "sesame-fasttext-shared", "gensim-fasttext", "sesame-glove")
 MIN_PAIRS = 50
 SETS = ("EN-WS-353-ALL", "EN-SIMLEX-999", "EN-MEN-TR-3k", "EN-RW-STANFORD")
 
@@ -60,7 +62,7 @@ def subset(corpus: Corpus, fraction: float, min_count: int) -> Corpus:
     return Corpus(vocab, mapped[mapped >= 0].astype(np.int32), np.concatenate([[0], np.cumsum(lens)]))
 
 
-def gensim_row(kind: str, corpus: Corpus, args) -> tuple[Vectors, float]:
+def gensim_row(kind: str, corpus: Corpus, args, seed: int) -> tuple[Vectors, float]:
     from gensim.models import FastText, Word2Vec
 
     words = corpus.vocab.words
@@ -69,7 +71,7 @@ def gensim_row(kind: str, corpus: Corpus, args) -> tuple[Vectors, float]:
         for s in range(a, b, 10_000):
             sents.append([words[i] for i in corpus.ids[s:min(b, s + 10_000)]])
     common = dict(vector_size=args.dim, window=args.window, min_count=1, negative=args.negative, sample=args.sample,
-                  alpha=args.lr, min_alpha=0.0001, workers=1, seed=args.seed, hs=0)
+                  alpha=args.lr, min_alpha=0.0001, workers=args.workers, seed=seed, hs=0)
     if kind == "fasttext":
         model = FastText(sg=1, min_n=3, max_n=6, bucket=args.buckets, **common)
     else:
@@ -82,14 +84,16 @@ def gensim_row(kind: str, corpus: Corpus, args) -> tuple[Vectors, float]:
     return Vectors(list(kv.index_to_key), kv.vectors), secs
 
 
-def sesame_row(kind: str, corpus: Corpus, args, work: Path) -> tuple[Vectors, float, dict]:
-    common = dict(dim=args.dim, window=args.window, epochs=args.epochs, seed=args.seed, min_count=1)
+def sesame_row(kind: str, corpus: Corpus, args, work: Path, seed: int) -> tuple[Vectors, float, dict]:
+    common = dict(dim=args.dim, window=args.window, epochs=args.epochs, seed=seed, min_count=1)
     if kind == "glove":
         cfg = StaticConfig(method="glove", lr=0.05, **common)
     else:
-        cfg = StaticConfig(method="fasttext" if kind == "fasttext" else "word2vec", arch="cbow" if kind == "cbow"
+        base = kind.split("-")[0]
+        cfg = StaticConfig(method="fasttext" if base == "fasttext" else "word2vec", arch="cbow" if base == "cbow"
                            else "sg", negative=args.negative, sample=args.sample, lr=args.lr, buckets=args.buckets,
-                           batch=args.batch, shared_negatives=64 if kind.endswith("shared") else 0, **common)
+                           batch=args.batch, shared_negatives=args.shared if kind.endswith("shared") else 0,
+                           workers=args.workers, **common)
     out = work / f"sesame-{kind}"
     if out.exists():
         import shutil
@@ -115,6 +119,8 @@ def scores(vec: Vectors, data: Path) -> dict:
 
 def table(out: Path) -> str:
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("row-*.json"))]
+    for r in rows:  # older rows: one measurement
+        r.setdefault("runs", [{"words_per_second": r["words_per_second"], "scores": r["scores"]}])
     rows.sort(key=lambda r: ROWS.index(r["row"]) if r["row"] in ROWS else 99)
     speed = {r["row"]: r["words_per_second"] for r in rows}
     if not rows:
@@ -123,17 +129,24 @@ def table(out: Path) -> str:
     big = [k for k, v in first.items() if v["pairs"] - v["oov"] >= MIN_PAIRS]
     head = ("| row | " + " | ".join(f"{s.replace('EN-', '')} ({first[s]['pairs'] - first[s]['oov']})" for s in SETS) +
             f" | mean ρ ({len(big)} sets) | analogy 3CosAdd | 3CosMul | answered | epochs | words/s | vs gensim |")
+    head = head.replace("| words/s | vs gensim |", "| words/s (runs) | vs gensim |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        sims = r["scores"]["similarity"]
-        mean = np.mean([sims[k]["rho"] for k in big])
-        ana = r["scores"]["analogy"]["all"]
+        runs = r["runs"]
+        sims = [x["scores"]["similarity"] for x in runs]
+        mean = np.mean([[x[k]["rho"] for k in big] for x in sims], 1)
+        ana = [x["scores"]["analogy"]["all"] for x in runs]
         kind = r["row"].split("-")[1]
         ref = speed.get(f"gensim-{kind}") or (speed.get("gensim-sg") if kind == "glove" else None)
         ratio = f"{r['words_per_second'] / ref:.2f}×" if ref and r["row"].startswith("sesame") else ""
-        lines.append(f"| {r['row']} | " + " | ".join(f"{sims[s]['rho']:.3f}" for s in SETS) +
-                     f" | {mean:.3f} | {ana['acc_add']:.3f} | {ana['acc_mul']:.3f} | {ana['answered']} | "
-                     f"{r['settings']['epochs']} | {r['words_per_second']:,.0f} | {ratio} |")
+        spread = " / ".join(f"{x['words_per_second']:,.0f}" for x in runs)
+
+        def pm(v):
+            return f"{np.mean(v):.3f}" + (f" ± {np.std(v):.3f}" if len(v) > 1 else "")
+
+        lines.append(f"| {r['row']} | " + " | ".join(pm([x[s]["rho"] for x in sims]) for s in SETS) +
+                     f" | {pm(mean)} | {pm([a['acc_add'] for a in ana])} | {pm([a['acc_mul'] for a in ana])} | "
+                     f"{ana[0]['answered']} | {r['settings']['epochs']} | {spread} | {ratio} |")
     note = (f"\nSimilarity columns: Spearman ρ (scored pairs in brackets); the mean is over the sets with at "
             f"least {MIN_PAIRS} scored pairs ({', '.join(s.replace('EN-', '') for s in big)}). Vocabulary "
             f"{rows[0]['vocab']:,} words, {rows[0]['corpus_words']:,} training words per epoch.\n")
@@ -157,11 +170,15 @@ def main() -> None:
     p.add_argument("--buckets", type=int, default=200_000)
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="threads (sesame) / workers (gensim), the same on both")
+    p.add_argument("--shared", type=int, default=16, help="noise words per batch of the *-shared rows")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="measure every row this many times, interleaved (seed, seed + 1, ...); words/s is the mean")
     p.add_argument("--progress", action="store_true")
     p.add_argument("--rescore", action="store_true",
                    help="re-evaluate the saved sesame rows' vectors (in-vocabulary) without training again")
     args = p.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # intra-op; --workers threads run chunk parts at once
     data, work, out = Path(args.data), Path(args.work), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -177,21 +194,30 @@ def main() -> None:
             result["scores"] = scores(in_vocabulary(load_vectors(work / row)), data)
             result["rescored"] = " ".join(sys.argv)
             path.write_text(json.dumps(result, indent=1))
-    for row in args.rows if not args.rescore else ():
-        side, kind = row.split("-", 1)
-        extra = {}
-        if side == "gensim":
-            vec, secs = gensim_row(kind, corpus, args)
-        else:
-            vec, secs, extra = sesame_row(kind, corpus, args, work)
-        result = {"row": row, "corpus_words": corpus.words, "fraction": args.fraction, "vocab": len(vec),
-                  "train_seconds": round(secs, 2), "words_per_second": round(args.epochs * corpus.words / secs, 1),
-                  "settings": {k: v for k, v in vars(args).items() if k not in ("rows", "progress", "work", "out")},
-                  "scores": scores(vec, data), "summary": extra, "command": " ".join(sys.argv)}
-        (out / f"row-{row}.json").write_text(json.dumps(result, indent=1))
-        print(f"{row}: {result['words_per_second']:,.0f} words/s, "
-              f"WS353 {result['scores']['similarity']['EN-WS-353-ALL']['rho']:.3f}, analogy "
-              f"{result['scores']['analogy']['all']['acc_add']:.3f}", flush=True)
+    results: dict[str, dict] = {}
+    for rep in range(args.repeats) if not args.rescore else ():
+        for row in args.rows:  # interleaved: every row once per repeat
+            side, kind = row.split("-", 1)
+            extra = {}
+            if side == "gensim":
+                vec, secs = gensim_row(kind, corpus, args, args.seed + rep)
+            else:
+                vec, secs, extra = sesame_row(kind, corpus, args, work, args.seed + rep)
+            run = {"seed": args.seed + rep, "train_seconds": round(secs, 2),
+                   "words_per_second": round(args.epochs * corpus.words / secs, 1), "scores": scores(vec, data),
+                   "summary": extra}
+            result = results.setdefault(row, {
+                "row": row, "corpus_words": corpus.words, "fraction": args.fraction, "vocab": len(vec),
+                "settings": {k: v for k, v in vars(args).items() if k not in ("rows", "progress", "work", "out")},
+                "command": " ".join(sys.argv), "runs": []})
+            result["runs"].append(run)
+            result.update(train_seconds=run["train_seconds"] if rep == 0 else result["train_seconds"],
+                          words_per_second=round(float(np.mean([x["words_per_second"] for x in result["runs"]])), 1),
+                          scores=result["runs"][0]["scores"], summary=result["runs"][0]["summary"])
+            (out / f"row-{row}.json").write_text(json.dumps(result, indent=1))
+            print(f"{row} (seed {run['seed']}): {run['words_per_second']:,.0f} words/s, "
+                  f"WS353 {run['scores']['similarity']['EN-WS-353-ALL']['rho']:.3f}, analogy "
+                  f"{run['scores']['analogy']['all']['acc_add']:.3f}", flush=True)
     (out / "table.md").write_text(table(out))
     print(table(out))
 

@@ -375,3 +375,55 @@ def test_strategy_freezes_the_token_embedding_for_the_first_steps():
     assert tokens.requires_grad
     with pytest.raises(ConfigError, match="freeze_embeddings_steps"):
         StrategyConfig(freeze_embeddings_steps=-1).validate()
+
+
+# ---- the vectorised builders and the fast paths -----------------------------------------
+def test_pair_builders_give_exactly_the_dynamic_window_pairs():
+    from sesame.static.sampling import gather_ragged, ragged, window_sizes
+
+    rng = np.random.default_rng(4)
+    ids = rng.integers(0, 50, 40)
+    doc = np.repeat([0, 1, 2], [15, 5, 20])
+    b = window_sizes(len(ids), 4, np.random.default_rng(5))
+    expected = sorted((int(ids[j]), int(ids[i])) for i in range(len(ids)) for j in range(len(ids))
+                      if 0 < abs(i - j) <= b[i] and doc[i] == doc[j])  # (context, centre)
+    inp, out = skipgram_pairs(ids, doc, 4, rng, b=b)
+    assert sorted(zip(inp.tolist(), out.tolist())) == expected
+    ctx, centre = cbow_contexts(ids, doc, 4, rng, b=b)
+    values, offsets = ragged(ctx)
+    rows, seg = gather_ragged(values, offsets, np.arange(len(centre)))
+    assert sorted(zip(rows.tolist(), centre[seg].tolist())) == expected
+    pick = np.array([3, 0, 3])
+    got, seg = gather_ragged(values, offsets, pick)
+    assert got.tolist() == [v for p in pick for v in values[offsets[p]:offsets[p + 1]]]
+    assert seg.tolist() == [k for k, p in enumerate(pick) for _ in range(offsets[p + 1] - offsets[p])]
+
+
+@pytest.mark.parametrize("method,arch", [("word2vec", "cbow"), ("fasttext", "cbow")])
+def test_shared_negatives_cbow_gives_the_expected_neighbours(method, arch):
+    docs, topics = _planted(docs=150)
+    corpus = corpus_from_words(docs)
+    cfg = StaticConfig(method=method, arch=arch, dim=16, window=3, sample=0, lr=0.05, batch=32, buckets=2000,
+                       min_count=1, shared_negatives=8)
+    model = Word2Vec(cfg, corpus.vocab)
+    for epoch in range(3):
+        model.train_chunk(corpus.ids, corpus.doc_of(0, corpus.words), np.random.default_rng(epoch), lambda f: 0.05)
+    vec = Vectors(corpus.vocab.words, model.word_vectors())
+    for topic in topics:
+        for word in topic:
+            assert {w for w, _ in vec.similar(word, 3)} <= set(topic)
+
+
+def test_two_workers_train_the_planted_neighbours(tmp_path):
+    docs, topics = _planted(docs=300)
+    src = _write_corpus(tmp_path / "c.txt", docs)
+    cfg = StaticConfig(dim=16, window=3, sample=0, lr=0.05, batch=32, min_count=1, epochs=3, chunk_words=2000,
+                       shared_negatives=8, workers=2)
+    summary = train_static([str(src)], tmp_path / "run", cfg, progress=False)
+    assert summary["words_done"] == 3 * 6000
+    vec = load_vectors(tmp_path / "run")
+    for topic in topics:
+        for word in topic:
+            assert {w for w, _ in vec.similar(word, 3)} <= set(topic)
+    with pytest.raises(ConfigError, match="workers"):
+        StaticConfig(workers=0).validate()

@@ -42,6 +42,11 @@ def add_parser(sub) -> None:
     tr.add_argument("--stop-after-words", type=int, help="pause (checkpoint written) after this many words")
     tr.add_argument("--overwrite", action="store_true", help="replace an earlier run with other settings in --out")
     tr.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    tr.add_argument("--workers", type=int, help="word2vec/fastText: Hogwild threads on shared vectors (default 1; "
+                    "1 is bit-reproducible and resumes exactly, more are faster but NOT bit-reproducible)")
+    tr.add_argument("--shared-negatives", type=int, metavar="K",
+                    help="K noise words per batch shared by its pairs, weighted negative/K (default 0: "
+                    "`negative` per pair, as word2vec; 16 is 2-4x faster, see docs/static.md)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.set_defaults(run=run_train)
 
@@ -102,7 +107,7 @@ def run_train(args) -> int:
     cfg = load_static_config(args.config, args.overrides, method=args.method, arch=args.arch, loss=args.loss,
                              dim=args.dim, window=args.window, epochs=args.epochs, min_count=args.min_count,
                              negative=args.negative, sample=args.sample, lr=args.lr, segmenter=args.segmenter,
-                             format=args.format)
+                             format=args.format, workers=args.workers, shared_negatives=args.shared_negatives)
     summary = train_static(args.inputs, args.out, cfg, progress=not args.no_progress, overwrite=args.overwrite,
                            stop_after_words=args.stop_after_words)
     print(json.dumps(summary, indent=1))

@@ -35,6 +35,9 @@ class StaticConfig(Section):
     batch: int = 1024  # pairs (skip-gram, GloVe) or centre words (CBOW) per vectorised update
     chunk_words: int = 200_000  # corpus words per chunk (windows, subsampling, checkpoints)
     seed: int = 0
+    # word2vec/fastText: threads training each chunk's parts at once on shared vectors (Hogwild).
+    # 1 is bit-reproducible (and resumes exactly); more is faster but not bit-reproducible
+    workers: int = 1
     # fastText
     minn: int = 3
     maxn: int = 6
@@ -58,7 +61,7 @@ class StaticConfig(Section):
         choice("static.arch", self.arch, ("sg", "cbow"))
         choice("static.loss", self.loss, ("ns", "hs"))
         choice("static.segmenter", self.segmenter, ("auto", "jieba", "gold", "none"))
-        for name in ("dim", "window", "epochs", "batch", "chunk_words", "min_count", "cooc_shards"):
+        for name in ("dim", "window", "epochs", "batch", "chunk_words", "min_count", "cooc_shards", "workers"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"static.{name} = {getattr(self, name)} must be positive")
         if self.negative < 0 or (self.loss == "ns" and self.negative == 0):

@@ -19,7 +19,8 @@ import torch
 from sesame.static.config import StaticConfig
 from sesame.static.corpus import Vocab
 from sesame.static.huffman import huffman_paths
-from sesame.static.sampling import NoiseSampler, cbow_contexts, keep_probability, skipgram_pairs, subsample
+from sesame.static.sampling import (NoiseSampler, cbow_contexts, gather_ragged, keep_probability, ragged,
+                                    skipgram_pairs, subsample)
 from sesame.static.subwords import ngram_buckets, subword_table
 
 
@@ -32,6 +33,7 @@ class Word2Vec:
         self.fasttext = cfg.method == "fasttext"
         self.table = torch.from_numpy(subword_table(vocab.words, cfg.minn, cfg.maxn, cfg.buckets)) \
             if self.fasttext else None
+        self.sub = ragged(self.table.numpy()) if self.fasttext else None  # (rows, offsets) per word
         rows = v + cfg.buckets if self.fasttext else v
         gen = torch.Generator().manual_seed(cfg.seed)
         self.input = (torch.rand(rows, d, generator=gen) - 0.5) / d
@@ -58,6 +60,8 @@ class Word2Vec:
         cfg = self.cfg
         kept = subsample(ids, self.keep, rng)
         ids, doc = ids[kept].astype(np.int64), doc[kept]
+        if cfg.shared_negatives:
+            return self._train_shared(ids, doc, rng, lr_at)
         if cfg.arch == "sg" and self.fasttext:
             # fastText's skip-gram: the centre's n-grams predict each context word; grouped by
             # centre, so the centre's input vector is gathered once for its whole window
@@ -75,31 +79,48 @@ class Word2Vec:
         order = rng.permutation(n)
         inputs, outputs = torch.from_numpy(inputs[order]), torch.from_numpy(outputs[order])
         negs = None
-        if self.noise is not None and cfg.shared_negatives:
-            negs = torch.from_numpy(self.noise.sample(rng, (-(-n // per), cfg.shared_negatives)))
-        elif self.noise is not None:
+        if self.noise is not None:
             negs = torch.from_numpy(self.noise.sample(rng, (*outputs.shape, cfg.negative)))
         total = 0.0
-        for s, a in enumerate(range(0, n, per)):
+        for a in range(0, n, per):
             b = min(a + per, n)
-            if cfg.shared_negatives and negs is not None:
-                total += self.step_shared(inputs[a:b], outputs[a:b], negs[s], lr_at(a / n))
-            else:
-                total += self.step(inputs[a:b], outputs[a:b], None if negs is None else negs[a:b], lr_at(a / n))
+            total += self.step(inputs[a:b], outputs[a:b], None if negs is None else negs[a:b], lr_at(a / n))
         return total, int((outputs >= 0).sum())
+
+    def _train_shared(self, ids: np.ndarray, doc: np.ndarray, rng: np.random.Generator,
+                      lr_at: Callable[[float], float]) -> tuple[float, int]:
+        """``shared_negatives``: examples as ragged rows (no padding), K noise words per batch."""
+        cfg = self.cfg
+        x = xr = outs = None  # inputs: x[i], or ragged row i of xr; outputs: y[i], or ragged row i of outs
+        if cfg.arch == "sg" and not self.fasttext:
+            x, y = skipgram_pairs(ids, doc, cfg.window, rng)
+        elif cfg.arch == "sg":  # fastText skip-gram: the centre's rows predict each of its contexts
+            ctx, x = cbow_contexts(ids, doc, cfg.window, rng)
+            outs = ragged(ctx)
+        else:  # CBOW: the contexts (fastText: with their n-grams) predict the centre
+            ctx, y = cbow_contexts(ids, doc, cfg.window, rng)
+            xr = ragged(ctx)
+        n = len(y) if outs is None else len(x)
+        if n == 0:
+            return 0.0, 0
+        order = rng.permutation(n)
+        per = cfg.batch if outs is None else max(1, cfg.batch // (cfg.window + 1))
+        noise = torch.from_numpy(self.noise.sample(rng, (-(-n // per), cfg.shared_negatives)))
+        weight = cfg.negative / cfg.shared_negatives
+        total, predictions = 0.0, 0
+        for s, a in enumerate(range(0, n, per)):
+            sel = order[a:a + per]
+            out = _bags(y[sel], None, 0) if outs is None else _bags(*gather_ragged(outs[0], outs[1], sel), len(sel))
+            predictions += len(out[0])
+            total += _sgd_ragged(self.input, self.output, len(sel), _batch_inputs(x, xr, sel, self.sub), out,
+                                 noise[s], weight, lr_at(a / n))
+        return total, predictions
 
     def _rows(self, inputs: torch.Tensor) -> torch.Tensor:
         if not self.fasttext:
             return inputs
         sub = self.table[inputs.clamp(min=0)]  # (B, M, S)
         return torch.where((inputs >= 0)[..., None], sub, -1).flatten(1)
-
-    def step_shared(self, inputs: torch.Tensor, outputs: torch.Tensor, noise: torch.Tensor, lr: float) -> float:
-        """One update with ``noise`` (K,) negatives shared by the whole batch, each weighted
-        negative / K: the same expected gradient as ``negative`` noise words per pair, with the
-        noise part done as two matrix products (see ``StaticConfig.shared_negatives``)."""
-        return _sgd_shared(self.input, self.output, self._rows(inputs), outputs, noise,
-                           self.cfg.negative / len(noise), lr)
 
     def step(self, inputs: torch.Tensor, outputs: torch.Tensor, negs: torch.Tensor | None, lr: float) -> float:
         """One vectorised SGD update. ``inputs`` (B, M) word ids whose rows are averaged,
@@ -165,42 +186,67 @@ def _sgd(win: torch.Tensor, wout: torch.Tensor, rows: torch.Tensor, targets: tor
     return float(loss)
 
 
-def _input_vectors(win: torch.Tensor, rows: torch.Tensor):
-    if rows.shape[1] == 1:
-        return win.index_select(0, rows[:, 0]), None
-    return _mean_rows(win, rows), rows >= 0
+def _bags(values: np.ndarray, seg: np.ndarray | None, b: int):
+    """(values, segment of each value, the first position of every segment), as tensors;
+    segments are sorted, as ``gather_ragged`` makes them."""
+    if seg is None:
+        return torch.from_numpy(values), None, None
+    counts = np.bincount(seg, minlength=b)
+    return torch.from_numpy(values), torch.from_numpy(seg), torch.from_numpy(np.cumsum(counts) - counts)
 
 
-def _scatter_input(win: torch.Tensor, rows: torch.Tensor, valid, grad_h: torch.Tensor) -> None:
-    if valid is None:
-        win.index_add_(0, rows[:, 0], grad_h)
+def _batch_inputs(x, xr, sel: np.ndarray, sub):
+    """The input rows of the examples ``sel`` as ``_bags``: the words ``x[sel]`` or the
+    ragged rows ``sel`` of ``xr``; ``sub`` (fastText) expands every word into its own row and
+    its n-gram rows."""
+    if xr is None:
+        words, seg = x[sel], None
     else:
-        b, m = rows.shape
-        win.index_add_(0, rows[valid], grad_h[:, None, :].expand(b, m, grad_h.shape[1])[valid])
+        words, seg = gather_ragged(xr[0], xr[1], sel)
+    if sub is not None:
+        words, inner = gather_ragged(sub[0], sub[1], words)
+        seg = inner if seg is None else seg[inner]
+    return _bags(words, seg, len(sel))
 
 
-def _sgd_shared(win: torch.Tensor, wout: torch.Tensor, rows: torch.Tensor, outputs: torch.Tensor,
-                noise: torch.Tensor, weight: float, lr: float) -> float:
-    d = win.shape[1]
-    h, valid = _input_vectors(win, rows)
-    b, p = outputs.shape
-    present = outputs >= 0
-    pos = outputs.clamp(min=0)
-    u = wout.index_select(0, pos.reshape(-1)).view(b, p, d)
-    s = (u * h[:, None, :]).sum(-1)
-    mask = present.float()
-    # pairs x noise words, a noise word equal to the pair's positive skipped (as in word2vec)
-    pairs = ((noise[None, None, :] != outputs[..., None]) & present[..., None]).sum(1).float()  # (B, K)
+def _segment_sum(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Sums of the consecutive row segments of ``x`` starting at ``offsets`` (one fused kernel)."""
+    return torch.nn.functional.embedding_bag(torch.arange(len(x)), x, offsets, mode="sum")
+
+
+def _sgd_ragged(win: torch.Tensor, wout: torch.Tensor, b: int, ins, outs, noise: torch.Tensor,
+                weight: float, lr: float) -> float:
+    """One update of ``b`` examples with noise words ``noise`` (K,) shared by the batch, each
+    weighted ``weight`` (negative / K): the same expected gradient as ``negative`` noise
+    words per prediction, with the noise part done as matrix products.
+
+    ``ins`` and ``outs`` are ``_bags`` (rows, segment, offsets): example i's input vector is
+    the mean of its input rows (segment None: row i alone), and it predicts each of its
+    output rows. A noise word equal to the word predicted is skipped, as in word2vec; every
+    input row receives the full error, as in word2vec and fastText."""
+    in_rows, in_seg, in_off = ins
+    out_rows, out_seg, out_off = outs
+    if in_seg is None:
+        h = win.index_select(0, in_rows)
+    else:
+        h = torch.nn.functional.embedding_bag(in_rows, win, in_off, mode="mean")
+    if out_seg is None:
+        hp, pairs = h, (out_rows[:, None] != noise[None, :]).to(win.dtype)  # (B, K) predictions per noise word
+    else:
+        hp = h.index_select(0, out_seg)
+        pairs = _segment_sum((out_rows[:, None] != noise[None, :]).to(win.dtype), out_off)
+    up = wout.index_select(0, out_rows)
     nrows = wout.index_select(0, noise)  # (K, d)
+    sp = (hp * up).sum(1)
     sn = h @ nrows.T  # (B, K)
-    loss = -(torch.nn.functional.logsigmoid(s) * mask).sum() - weight * (
-        pairs * torch.nn.functional.logsigmoid(-sn)).sum()
-    g = (1.0 - torch.sigmoid(s)) * mask * lr
-    gn = -torch.sigmoid(sn) * pairs * (weight * lr)
-    grad_h = torch.bmm(g[:, None, :], u).squeeze(1) + gn @ nrows
-    wout.index_add_(0, pos.reshape(-1), (g[:, :, None] * h[:, None, :]).reshape(-1, d))
+    loss = -torch.nn.functional.logsigmoid(sp).sum() - weight * (pairs * torch.nn.functional.logsigmoid(-sn)).sum()
+    gp = (1.0 - torch.sigmoid(sp)).mul_(lr)
+    gn = torch.sigmoid(sn).mul_(pairs).mul_(-weight * lr)
+    gup = up.mul_(gp[:, None])
+    grad_h = torch.addmm(gup if out_seg is None else _segment_sum(gup, out_off), gn, nrows)
+    wout.index_add_(0, out_rows, hp * gp[:, None])
     wout.index_add_(0, noise, gn.T @ h)
-    _scatter_input(win, rows, valid, grad_h)
+    win.index_add_(0, in_rows, grad_h if in_seg is None else grad_h.index_select(0, in_seg))
     return float(loss)
 
 
