@@ -24,6 +24,7 @@ VERBS = [
     "prune",
     "quantize",
     "static",
+    "compare",
 ]
 
 
