@@ -3,6 +3,13 @@ UTF-8 bytes between begin/end-of-word marks are embedded, convolved with filters
 several widths (max-pooled over the characters), passed through highway layers and
 projected to the LSTM width.
 
+Our addition, not in Peters et al.: a LayerNorm after the projection. The max-pooled
+ReLU and highway outputs are unnormalised, and under Adam the projection's output grew
+without bound (norms in the hundreds within 100 steps at lr 1e-2), saturating the LSTM so
+that every token got nearly the same vector (docs/elmo.md). Initialisation follows TF
+ELMo (bilm-tf): normal weights with std sqrt(1 / fan_in), zero biases, highway gates
+biased to carry.
+
 The token -> characters table is built once from the tokenizer's vocabulary
 (``char_table``) and kept as a buffer, so a model directory carries it; the CNN runs on
 the distinct tokens of a batch only."""
@@ -31,8 +38,8 @@ def char_table(tokens: Sequence[str], max_chars: int) -> torch.Tensor:
 
 
 class Highway(nn.Module):
-    """``g * relu(W x) + (1 - g) * x`` with ``g = sigmoid(W_g x)`` (Srivastava et al. 2015);
-    the gate starts biased towards carrying ``x``."""
+    """``g * relu(W x) + (1 - g) * x`` with ``g = sigmoid(W_g x + b_g)`` (Srivastava et al.
+    2015); ``b_g`` starts at -2 (g ~ 0.12, as TF ELMo), so each layer starts by carrying ``x``."""
 
     def __init__(self, dim: int, layers: int):
         super().__init__()
@@ -43,7 +50,7 @@ class Highway(nn.Module):
             dim = layer.out_features // 2
             nn.init.normal_(layer.weight, 0.0, (1.0 / dim) ** 0.5)
             nn.init.zeros_(layer.bias)
-            nn.init.constant_(layer.bias[dim:], 1.0)  # carry gate
+            nn.init.constant_(layer.bias[dim:], -2.0)  # transform gate g: small, so x is carried
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
@@ -71,6 +78,7 @@ class CharCNN(nn.Module):
         total = sum(int(n) for _, n in filters)
         self.highway = Highway(total, highway)
         self.proj = nn.Linear(total, out_dim)
+        self.norm = nn.LayerNorm(out_dim)  # ours: keeps the LSTM inputs bounded (module docstring)
 
     def set_vocabulary(self, tokens: Sequence[str]) -> None:
         """Fill the character table from the tokenizer's tokens, in id order."""
@@ -81,18 +89,24 @@ class CharCNN(nn.Module):
         self.chars_ready.fill_(1)
 
     def reset_parameters(self) -> None:
+        """TF ELMo's scheme: characters U(-1, 1), convolutions and projection N(0, 1 / fan_in),
+        zero biases; the highway as in ``Highway``; the norm the identity."""
         nn.init.uniform_(self.embed.weight, -1.0, 1.0)
         with torch.no_grad():
             self.embed.weight[PAD].zero_()
         for conv in self.convs:
-            conv.reset_parameters()
+            nn.init.normal_(conv.weight, 0.0, (1.0 / (conv.in_channels * conv.kernel_size[0])) ** 0.5)
+            nn.init.zeros_(conv.bias)
         self.highway.reset_parameters()
+        nn.init.normal_(self.proj.weight, 0.0, (1.0 / self.proj.in_features) ** 0.5)
+        nn.init.zeros_(self.proj.bias)
+        self.norm.reset_parameters()
 
     def encode_tokens(self, rows: torch.Tensor) -> torch.Tensor:
         """(N, max_chars) character ids -> (N, out_dim)."""
         x = self.embed(rows).transpose(1, 2)  # (N, C, L)
         pooled = [torch.relu(conv(x).max(dim=-1).values) for conv in self.convs]
-        return self.proj(self.highway(torch.cat(pooled, dim=-1)))
+        return self.norm(self.proj(self.highway(torch.cat(pooled, dim=-1))))
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         if not int(self.chars_ready):
