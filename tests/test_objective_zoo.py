@@ -573,3 +573,17 @@ def test_entity_masking_refuses_a_corpus_without_entities(corpus, tmp_path):
     with pytest.raises(ConfigError, match="recorded none"):
         pretrain(tiny("test-encoder", corpus, 'objective.options={unit="entity"}'), tmp_path / "e",
                  progress=False, say=lambda s: None)
+
+
+def test_every_registered_objective_name_is_a_task_class():
+    """A registry entry is the class the name trains (a decorator once landed on a helper
+    function, and `objective.name = "plm"` failed with a TypeError)."""
+    from sesame.config import get, names
+    from sesame.task import Task
+
+    for name in names("objective"):
+        cls = get("objective", name)
+        assert isinstance(cls, type) and issubclass(cls, Task), name
+    from sesame.config.objective import ObjectiveConfig
+
+    assert build_objective(ObjectiveConfig(name="plm"), VOCAB).name == "plm"

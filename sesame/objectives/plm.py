@@ -81,7 +81,6 @@ def span_order(n: int, max_span: int, prob: float, rng: np.random.Generator) -> 
     return rank, targets
 
 
-@register("objective", "plm")
 def reverse_rows(x: np.ndarray, real: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``x`` with the real positions of the chosen ``rows`` in reverse order (padding stays)."""
     x = x.copy()
@@ -91,6 +90,7 @@ def reverse_rows(x: np.ndarray, real: np.ndarray, rows: np.ndarray) -> np.ndarra
     return x
 
 
+@register("objective", "plm")
 class PLM(TokenObjective):
     name = "plm"
     archs = ("encoder",)
