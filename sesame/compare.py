@@ -84,6 +84,7 @@ class Budget(Section):
 class Finetune(Section):
     SECTION = "finetune"
     dataset: str = ""
+    name: str | None = None  # the cell's folder and table title (default: dataset); two entries may share a dataset
     train: dict[str, Any] = dataclasses.field(default_factory=dict)
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     max_train: int | None = None
@@ -93,6 +94,10 @@ class Finetune(Section):
     def validate(self) -> None:
         if not self.dataset:
             raise ConfigError("[[finetune]] needs dataset = a dataset name (see `sesame finetune --help`)")
+        if self.name is None:
+            self.name = self.dataset
+        if "/" in self.name:
+            raise ConfigError(f"[[finetune]] name {self.name!r} must not hold '/'")
         if "seed" in self.train:
             raise ConfigError(f"[[finetune]] {self.dataset}: the seed comes from the study's seeds; drop train.seed")
 
@@ -113,6 +118,9 @@ class Study(Section):
     def validate(self) -> None:
         if not self.name or not self.base:
             raise ConfigError("a study needs name = ... and base = a recipe TOML")
+        tables = [f.name for f in self.finetune]
+        if len(set(tables)) != len(tables):
+            raise ConfigError(f"[[finetune]] entries {tables} repeat a name; give each its own name = ...")
         names = [a.name for a in self.arm]
         if not names or len(set(names)) != len(names):
             raise ConfigError(f"a study needs [[arm]] tables with distinct names, got {names}")
@@ -328,15 +336,15 @@ def _pretrain_cell(study, arm, seed, steps, shared, out, progress, say) -> None:
 def _finetune_cell(study, spec, name, seed, out, say) -> None:
     from sesame.finetune import finetune
 
-    run_dir = finetune_dir(out, spec.dataset, name, seed)
+    run_dir = finetune_dir(out, spec.name, name, seed)
     if (run_dir / "summary.json").is_file():
         return
     source = study.arm[0].name if name == RANDOM else name
     model = pretrain_dir(out, source, seed) / "model"
     if not (model / "config.toml").is_file():
-        say(f"skip fine-tune {spec.dataset} / {name} seed {seed}: {model} is not pre-trained yet")
+        say(f"skip fine-tune {spec.name} / {name} seed {seed}: {model} is not pre-trained yet")
         return
-    say(f"fine-tune {spec.dataset} / {name} seed {seed} -> {run_dir}")
+    say(f"fine-tune {spec.name} / {name} seed {seed} -> {run_dir}")
     finetune(str(model), spec.dataset, run_dir, {**spec.train, "seed": seed}, spec.options,
              {"transfer_layers": "none" if name == RANDOM else "all"}, max_train=spec.max_train,
              progress=False, resume=run_dir.is_dir(), say=lambda _: None)

@@ -58,7 +58,7 @@ def collect(study, out: Path) -> dict:
         for name in [a.name for a in study.arm] + ([RANDOM] if spec.random_init else []):
             cells = []
             for seed in study.seeds:
-                s = _load(finetune_dir(out, spec.dataset, name, seed) / "summary.json")
+                s = _load(finetune_dir(out, spec.name, name, seed) / "summary.json")
                 if s is None:
                     continue
                 scores = {split: r["metrics"] for split, r in s.get("eval", {}).items()}
@@ -68,7 +68,7 @@ def collect(study, out: Path) -> dict:
         if rows:
             first = next(iter(rows.values()))[0]["scores"]
             lead = _lead(next(iter(first.values())), spec.metric)
-        tables[spec.dataset] = {"metric": lead, "train": spec.train, "options": spec.options,
+        tables[spec.name] = {"dataset": spec.dataset, "metric": lead, "train": spec.train, "options": spec.options,
                                 "max_train": spec.max_train, "rows": rows}
     return {"study": study.name, "seeds": study.seeds, "budget": study.budget.to_dict(), "arms": arms,
             "finetune": tables}
@@ -76,15 +76,18 @@ def collect(study, out: Path) -> dict:
 
 def markdown(results: dict, command: str) -> str:
     lines = [f"# Study `{results['study']}`", "", f"Made by `{command}`; every number is in `results.json`.", "",
-             "## Pre-training", "", "| arm | steps | GFLOP / step | budget (PFLOP) | seconds (mean) | held-out |",
+             "## Pre-training", "",
+             "| arm | steps | GFLOP / step | budget (PFLOP) | seconds (mean) | held-out accuracies at the end |",
              "|---|---:|---:|---:|---:|---|"]
     for name, a in results["arms"].items():
         secs = [r["seconds"] for r in a["pretrain"] if r.get("seconds") is not None]
         held = []
         for r in a["pretrain"]:
             ev = r.get("eval") or {}
-            shown = ", ".join(f"{k[5:]} {v:.4f}" for k, v in ev.items()
-                              if k.startswith("eval_") and k != "eval_targets" and isinstance(v, float))
+            shown = ", ".join(f"{k[5:]} {100 * v:.1f} %" for k, v in ev.items()
+                              if k.startswith("eval_") and k.endswith("accuracy") and isinstance(v, float))
+            if "eval_accuracy" in ev:  # one token objective: its loss is comparable too (nats per target)
+                shown += f", loss {ev['eval_loss']:.3f}"
             held.append(f"s{r['seed']}: {shown}" if shown else f"s{r['seed']}: —")
         fps, secs_shown = a["flops_per_step"], f"{statistics.mean(secs):,.0f}" if secs else "—"
         lines.append(f"| {name} | {a['steps'] or '—'} | {fps / 1e9:.4g} | {(a['flops'] or 0) / 1e15:.4g} | "

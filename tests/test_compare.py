@@ -118,6 +118,12 @@ def test_an_arm_that_cannot_share_the_corpus_or_budget_is_refused(study_dir):
     path.write_text(text.replace('reference = "mlm"', 'reference = "xlnet"'))
     with pytest.raises(ConfigError, match="not an arm"):
         load_study(path)
+    twice = text[text.index("[[finetune]]"):]
+    path.write_text(text + twice)
+    with pytest.raises(ConfigError, match="repeat a name"):
+        load_study(path)
+    path.write_text(text + twice.replace('dataset = "sst2"', 'name = "sst2-again"\ndataset = "sst2"'))
+    assert [f.name for f in load_study(path).finetune] == ["sst2", "sst2-again"]
     (study_dir / "base.toml").write_text(BASE.format(text=study_dir / "text.txt").replace("warmup = 0", "warmup = 9"))
     path.write_text(text)
     with pytest.raises(ConfigError, match="warmup"):
