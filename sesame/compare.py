@@ -41,7 +41,7 @@ from typing import Any, Callable
 
 from sesame.config import RunConfig
 from sesame.config.base import Section
-from sesame.config.run import load_dict, merge
+from sesame.config.run import load_dict, merge, read_toml
 from sesame.errors import ConfigError
 
 # data keys that shape the prepared corpus: every arm must agree with the shared one
@@ -110,14 +110,16 @@ class Study(Section):
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1])
     evidence: str | None = None
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
-    budget: Budget = dataclasses.field(default_factory=lambda: Budget(steps=100))
+    budget: Budget | None = None
     arm: list[Arm] = dataclasses.field(default_factory=list)
     finetune: list[Finetune] = dataclasses.field(default_factory=list)
-    root: str = "."  # the study file's folder (set by load_study)
+    source: str = "study.toml"  # the study file (set by load_study); recipe paths are relative to its folder
 
     def validate(self) -> None:
         if not self.name or not self.base:
             raise ConfigError("a study needs name = ... and base = a recipe TOML")
+        if self.budget is None:
+            raise ConfigError("a study needs a [budget] table: flops = N, or steps = N (+ reference = an arm)")
         tables = [f.name for f in self.finetune]
         if len(set(tables)) != len(tables):
             raise ConfigError(f"[[finetune]] entries {tables} repeat a name; give each its own name = ...")
@@ -130,27 +132,19 @@ class Study(Section):
             raise ConfigError("seeds must list at least one seed")
 
     def path(self, name: str) -> str:
-        return str(Path(self.root) / name) if not Path(name).is_absolute() else name
+        return str(Path(self.source).parent / name) if not Path(name).is_absolute() else name
 
 
 def load_study(path: str | Path) -> Study:
-    import tomllib
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"study file {str(path)!r} does not exist")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML: {err}") from None
-    if "root" in data:
-        raise ConfigError(f"{path}: unknown key `root` in the study")
-    return Study.from_dict({**data, "root": str(path.parent)})
+    data = read_toml(Path(path), "study file")
+    if "source" in data:
+        raise ConfigError(f"{path}: unknown key `source` in the study")
+    return Study.from_dict({**data, "source": str(path)})
 
 
 def _recipe_dict(study: Study, recipe: str | None) -> dict:
-    """A recipe file's dict with its data paths made relative to the working directory, as the
-    recipe's own comment asks ("run from the repository root")."""
+    """The arm's recipe (or the study's base) as a dict; its own data paths stay as written,
+    relative to the working directory, as the recipes ask ("run from the repository root")."""
     return load_dict(study.path(recipe) if recipe else study.path(study.base))
 
 
@@ -187,7 +181,7 @@ def arm_config(study: Study, arm: Arm, shared: Path, seed: int, steps: int | Non
 
 def prepare_shared(study: Study, shared: Path, progress: bool, say: Callable[[str], None]) -> None:
     """The one tokenizer and corpus every arm reads (trained and prepared once)."""
-    from sesame.pretrain import fit_model_to_tokenizer, get_corpus, get_tokenizer
+    from sesame.pretrain import get_corpus, get_tokenizer
 
     ready = shared / "ready.json"
     if ready.is_file():
@@ -196,13 +190,12 @@ def prepare_shared(study: Study, shared: Path, progress: bool, say: Callable[[st
     run = base_config(study)
     tok, note = get_tokenizer(run, shared, progress)
     say(note)
-    run, _ = fit_model_to_tokenizer(run, tok)
     corpus, note = get_corpus(dataclasses.replace(run, data=run.data.replace(corpus=None)), shared, tok, progress)
     say(note)
     _write_json(ready, {"tokenizer_hash": tok.hash, "tokens": corpus.meta.get("tokens")})
 
 
-def flops_per_step(run: RunConfig, shared: Path, batches: int = 3) -> float:
+def flops_per_step(run: RunConfig, batches: int = 3) -> float:
     """Training FLOPs of one optimizer step (forward + backward), the mean over real batches."""
     import tempfile
 
@@ -251,11 +244,12 @@ def plan_steps(study: Study, shared: Path, out: Path, say: Callable[[str], None]
     known = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
     plan = {}
     for arm in study.arm:
-        key = json.dumps(arm_config(study, arm, shared, study.seeds[0]).to_dict(), sort_keys=True, default=str)
+        run = arm_config(study, arm, shared, study.seeds[0])
+        key = json.dumps(run.to_dict(), sort_keys=True, default=str)
         if known.get(arm.name, {}).get("key") == key:
             plan[arm.name] = known[arm.name]
             continue
-        fps = flops_per_step(arm_config(study, arm, shared, study.seeds[0]), shared)
+        fps = flops_per_step(run)
         say(f"{arm.name}: {fps:.4g} FLOP per training step")
         plan[arm.name] = {"key": key, "flops_per_step": fps}
     b = study.budget

@@ -140,7 +140,7 @@ def plot(results: dict, path: Path) -> None:
 
 
 def write_report(study, out: Path, command: str | None = None) -> dict:
-    command = command or f"sesame compare {Path(study.root) / (study.name + '.toml')} --out {out}"
+    command = command or f"sesame compare {study.source} --out {out}"
     results = {"command": command, **collect(study, out)}
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     (out / "results.md").write_text(markdown(results, command))

@@ -90,8 +90,10 @@ def test_study_runs_every_cell_at_equal_flops_and_reuses_finished_cells(study_di
         assert [r["steps"] for r in runs] == [plan[arm]["steps"]] * 2
         cfg = (out / "pretrain" / arm / "seed1" / "config.toml").read_text()
         assert "seed = 1" in cfg and str(out / "shared" / "corpus") in cfg
-    # a random-init cell differs from the pre-trained one it copies the architecture of
-    assert "random" in (out / "finetune/sst2/random/seed0/summary.json").read_text()
+    # the random-init cell takes the first arm's architecture with no weights transferred
+    def strategy(cell):
+        return json.loads((out / "finetune/sst2" / cell / "seed0/summary.json").read_text())["strategy"]
+    assert strategy("random")["transfer_layers"] == "none" and strategy("mlm")["transfer_layers"] == "all"
     table = (study_dir / "evidence" / "results.md").read_text()
     assert "| random init |" in table and (study_dir / "evidence" / "results.png").is_file()
     # the same command again trains nothing: every cell is reused

@@ -152,16 +152,20 @@ def load_dict(source: str | Path | dict | None) -> dict:
         return _resolve(source)
     path = Path(source)
     if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist; give a TOML file or a preset name")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{path}: invalid TOML: {err}") from None
-        except UnicodeDecodeError as err:
-            raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-        return _resolve(data)
+        return _resolve(read_toml(path, "config file", "give a TOML file or a preset name"))
     return _resolve({"preset": str(source)})
+
+
+def read_toml(path: Path, what: str = "file", hint: str = "check the path") -> dict:
+    """A TOML file's table; a missing file, invalid UTF-8 or invalid TOML is a ConfigError."""
+    if not path.is_file():
+        raise ConfigError(f"{what} {str(path)!r} does not exist; {hint}")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
 def load_config(source: str | Path | dict | None = None, overrides: list[str] = ()) -> RunConfig:
