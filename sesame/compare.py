@@ -24,11 +24,17 @@ A study is a TOML file::
     dataset = "sst2"
     train = {steps = 1000, lr = 5e-4}
     options = {max_length = 64}
+    [[evaluate]]                         # optional: held-out LM loss of every arm on the same files
+    name = "persuasion"
+    inputs = ["../shared/data/corpora/en/gutenberg/austen-persuasion.txt"]
+    seq_len = [512, 4096]                # scored in windows of each length
 
 The budget is training FLOPs (forward + backward matmuls, attention included, counted by
 ``torch.utils.flop_counter`` on real batches of each arm): ``steps = N`` with ``reference``
 gives every arm the FLOPs of N steps of that arm; each arm's steps are that budget over its
-own FLOPs per step. Wall-clock seconds are recorded beside it. Every cell (a pre-training run,
+own FLOPs per step (a recurrent arm's are counted with its memory full). Wall-clock seconds
+are recorded beside it. Every arm reads windows of the base's ``data.seq_len`` unless the
+study says ``same_windows = false`` (a context-length study). Every cell (a pre-training run,
 a fine-tuning run) is an ordinary run directory under ``--out``; a finished cell is reused
 and a killed one resumes, so the same command continues a study."""
 from __future__ import annotations
@@ -47,7 +53,7 @@ from sesame.errors import ConfigError
 # data keys that shape the prepared corpus: every arm must agree with the shared one
 PREP_KEYS = ("format", "text_field", "column", "extensions", "doc_boundary", "sentences", "segmenter",
              "user_dict", "entities", "dedup")
-STAGES = ("prepare", "plan", "pretrain", "finetune", "report")
+STAGES = ("prepare", "plan", "pretrain", "finetune", "evaluate", "report")
 RANDOM = "random init"
 
 
@@ -103,6 +109,27 @@ class Finetune(Section):
 
 
 @dataclasses.dataclass
+class Evaluate(Section):
+    """Held-out language-model loss of every arm's model on the same files, scored in
+    windows of each ``seq_len`` (``sesame.evaluate.evaluate_lm``: packed windows, each
+    scored once, so a token's context is its place in its window)."""
+
+    SECTION = "evaluate"
+    name: str = ""
+    inputs: list[str] = dataclasses.field(default_factory=list)  # relative to the working directory
+    seq_len: list[int] = dataclasses.field(default_factory=list)
+    batch_size: int = 8
+    doc_boundary: str = "file"  # a whole file is one document: windows reach across its paragraphs
+
+    def validate(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ConfigError(f"[[evaluate]] needs a name without '/', got {self.name!r}")
+        if not self.inputs or not self.seq_len or min(self.seq_len) < 2 or self.batch_size < 1:
+            raise ConfigError(f"[[evaluate]] {self.name}: needs inputs = [files], seq_len = [window lengths >= 2] "
+                              "and batch_size >= 1")
+
+
+@dataclasses.dataclass
 class Study(Section):
     SECTION = "study"
     name: str = ""
@@ -113,6 +140,8 @@ class Study(Section):
     budget: Budget | None = None
     arm: list[Arm] = dataclasses.field(default_factory=list)
     finetune: list[Finetune] = dataclasses.field(default_factory=list)
+    evaluate: list[Evaluate] = dataclasses.field(default_factory=list)
+    same_windows: bool = True  # false: arms may read windows of different data.seq_len (a context-length study)
     source: str = "study.toml"  # the study file (set by load_study); recipe paths are relative to its folder
 
     def validate(self) -> None:
@@ -123,6 +152,9 @@ class Study(Section):
         tables = [f.name for f in self.finetune]
         if len(set(tables)) != len(tables):
             raise ConfigError(f"[[finetune]] entries {tables} repeat a name; give each its own name = ...")
+        evals = [e.name for e in self.evaluate]
+        if len(set(evals)) != len(evals):
+            raise ConfigError(f"[[evaluate]] entries {evals} repeat a name")
         names = [a.name for a in self.arm]
         if not names or len(set(names)) != len(names):
             raise ConfigError(f"a study needs [[arm]] tables with distinct names, got {names}")
@@ -164,9 +196,10 @@ def arm_config(study: Study, arm: Arm, shared: Path, seed: int, steps: int | Non
     if diff:
         raise ConfigError(f"arm {arm.name!r} differs from the study's base in {', '.join(diff)}, which shape the "
                           "shared corpus or tokenizer; set them in the study's [config] for every arm")
-    if mine.data.seq_len != base.data.seq_len:
+    if study.same_windows and mine.data.seq_len != base.data.seq_len:
         raise ConfigError(f"arm {arm.name!r} asks data.seq_len = {mine.data.seq_len}, the base "
-                          f"{base.data.seq_len}: a fair comparison reads the same windows")
+                          f"{base.data.seq_len}: a fair comparison reads the same windows (a "
+                          "context-length study says same_windows = false)")
     data.setdefault("tokenizer", {})["path"] = str(shared / "tokenizer.json")
     data.setdefault("data", {}).update(inputs=[], corpus=str(shared / "corpus"))
     train = data.setdefault("train", {})
@@ -196,12 +229,14 @@ def prepare_shared(study: Study, shared: Path, progress: bool, say: Callable[[st
 
 
 def flops_per_step(run: RunConfig, batches: int = 3) -> float:
-    """Training FLOPs of one optimizer step (forward + backward), the mean over real batches."""
+    """Training FLOPs of one optimizer step (forward + backward), the mean over real batches;
+    a recurrent arm is counted once its memory is full (its first segments run uncounted)."""
     import tempfile
 
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from sesame.objectives.compose import reads_streams
     from sesame.pretrain import build_task, prepare_run
     from sesame.train.source import transform_rng
 
@@ -210,13 +245,14 @@ def flops_per_step(run: RunConfig, batches: int = 3) -> float:
     torch.manual_seed(run.train.seed)
     task = build_task(prep.config, prep.tokenizer)
     module = task.build(prep.config.model)
+    warm = -(-run.model.mem_len // run.data.seq_len) if reads_streams(run.objective) else 0
     total = 0.0
-    for step in range(batches):
+    for step in range(warm + batches):
         batch = task.transform(prep.train.batch(step, 0, 1, 0, 1), transform_rng(run.train.seed, step, 0))
         with FlopCounterMode(display=False, custom_mapping=_cpu_attention_flops()) as counter:
             out = module(batch)
             (out.loss / max(float(out.count), 1.0)).backward()
-        total += counter.get_total_flops()
+        total += counter.get_total_flops() if step >= warm else 0
         module.zero_grad(set_to_none=True)
     return total / batches
 
@@ -295,6 +331,11 @@ def run_study(study: Study, out: str | Path, *, arms: list[str] | None = None, s
                 names = [a.name for a in picked] + ([RANDOM] if spec.random_init and study.arm[0] in picked else [])
                 for name in names:
                     _finetune_cell(study, spec, name, seed, out, say)
+    if "evaluate" in stages:
+        for spec in study.evaluate:
+            for arm in picked:
+                for seed in my_seeds:
+                    _evaluate_cell(spec, arm.name, seed, out, say)
     return write_report(study, out, command) if "report" in stages else {}
 
 
@@ -342,3 +383,24 @@ def _finetune_cell(study, spec, name, seed, out, say) -> None:
     finetune(str(model), spec.dataset, run_dir, {**spec.train, "seed": seed}, spec.options,
              {"transfer_layers": "none" if name == RANDOM else "all"}, max_train=spec.max_train,
              progress=False, resume=run_dir.is_dir(), say=lambda _: None)
+
+
+def evaluate_file(out: Path, name: str, arm: str, seed: int) -> Path:
+    return out / "evaluate" / name / arm / f"seed{seed}.json"
+
+
+def _evaluate_cell(spec: Evaluate, arm: str, seed: int, out: Path, say) -> None:
+    from sesame.evaluate import evaluate_lm
+
+    path = evaluate_file(out, spec.name, arm, seed)
+    model = pretrain_dir(out, arm, seed) / "model"
+    if path.is_file() or not (model / "config.toml").is_file():
+        return
+    results = {}
+    for length in spec.seq_len:
+        r = evaluate_lm(model, spec.inputs, seq_len=length, batch_size=spec.batch_size,
+                        doc_boundary=spec.doc_boundary)
+        say(f"evaluate {spec.name} / {arm} seed {seed}, windows of {length}: loss {r['loss']:.4f}, "
+            f"perplexity {r['perplexity']:.2f} ({r['targets']:,} targets)")
+        results[str(length)] = r
+    _write_json(path, {"inputs": spec.inputs, "results": results})

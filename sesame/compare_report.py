@@ -1,7 +1,8 @@
 """The report of a `sesame compare` study: ``results.json`` (every cell's numbers),
 ``results.md`` (one table per fine-tuning dataset: mean, standard deviation and range over
-seeds) and ``results.png`` (the lead metric per arm, each seed a dot), in ``--out`` and in the
-study's ``evidence`` folder."""
+seeds) and ``results.png`` (the lead metric per arm, each seed a dot), with ``[[evaluate]]``
+tables also their perplexities per window length and ``evaluate.png`` (perplexity against
+window length per arm), in ``--out`` and in the study's ``evidence`` folder."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from sesame.errors import DataError
 
-FILES = ("results.json", "results.md", "results.png")
+FILES = ("results.json", "results.md", "results.png", "evaluate.png")
 
 
 def _load(path: Path) -> dict | None:
@@ -70,8 +71,19 @@ def collect(study, out: Path) -> dict:
             lead = _lead(next(iter(first.values())), spec.metric)
         tables[spec.name] = {"dataset": spec.dataset, "metric": lead, "train": spec.train, "options": spec.options,
                                 "max_train": spec.max_train, "rows": rows}
+    from sesame.compare import evaluate_file
+
+    evaluations = {}
+    for spec in study.evaluate:
+        rows = {}
+        for arm in study.arm:
+            cells = [{"seed": seed, "results": r["results"]} for seed in study.seeds
+                     if (r := _load(evaluate_file(out, spec.name, arm.name, seed))) is not None]
+            if cells:
+                rows[arm.name] = cells
+        evaluations[spec.name] = {"inputs": spec.inputs, "seq_len": spec.seq_len, "rows": rows}
     return {"study": study.name, "seeds": study.seeds, "budget": study.budget.to_dict(), "arms": arms,
-            "finetune": tables}
+            "finetune": tables, "evaluate": evaluations}
 
 
 def markdown(results: dict, command: str) -> str:
@@ -107,7 +119,48 @@ def markdown(results: dict, command: str) -> str:
                 parts.append(f"{100 * s['mean']:.2f} ± {100 * s['sd']:.2f} ({100 * s['min']:.2f}–{100 * s['max']:.2f})"
                              if s else "—")
             lines.append(f"| {name} | " + " | ".join(parts) + f" | {len(cells)} |")
+    for name, e in results.get("evaluate", {}).items():
+        lines += ["", f"## {name}: held-out perplexity by window length (mean ± sd over seeds; "
+                      f"{', '.join(e['inputs'])})", "",
+                  "| arm | " + " | ".join(f"windows of {n}" for n in e["seq_len"]) + " | seeds |",
+                  "|---|" + "---:|" * len(e["seq_len"]) + "---:|"]
+        for arm, cells in e["rows"].items():
+            parts = []
+            for n in e["seq_len"]:
+                values = [c["results"][str(n)]["perplexity"] for c in cells if str(n) in c["results"]]
+                s = _stats(values) if values else None
+                parts.append(f"{s['mean']:.2f} ± {s['sd']:.2f}" if s else "—")
+            lines.append(f"| {arm} | " + " | ".join(parts) + f" | {len(cells)} |")
     return "\n".join(lines) + "\n"
+
+
+def plot_evaluate(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tables = {n: e for n, e in results.get("evaluate", {}).items() if e["rows"]}
+    if not tables:
+        return
+    fig, axes = plt.subplots(1, len(tables), figsize=(5 * len(tables), 3.8), squeeze=False)
+    for ax, (name, e) in zip(axes[0], tables.items()):
+        for arm, cells in e["rows"].items():
+            xs = [n for n in e["seq_len"] if all(str(n) in c["results"] for c in cells)]
+            means = [statistics.mean(c["results"][str(n)]["perplexity"] for c in cells) for n in xs]
+            line, = ax.plot(xs, means, marker="o", label=arm)
+            for c in cells:
+                ax.scatter(xs, [c["results"][str(n)]["perplexity"] for n in xs], color=line.get_color(), s=8)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("evaluation window (tokens)")
+        ax.set_ylabel("held-out perplexity")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{results['study']}: mean over seeds (lines), each seed (dots)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def plot(results: dict, path: Path) -> None:
@@ -145,6 +198,7 @@ def write_report(study, out: Path, command: str | None = None) -> dict:
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     (out / "results.md").write_text(markdown(results, command))
     plot(results, out / "results.png")
+    plot_evaluate(results, out / "evaluate.png")
     if study.evidence:
         target = Path(study.evidence)
         target.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,11 @@ from sesame.pipelines import load_any
 
 
 def evaluate_lm(model_dir: str | Path, inputs: list[str], seq_len: int | None = None, batch_size: int = 32,
-                seed: int = 0, objective: str | None = None, progress: bool = False) -> dict:
-    """Loss per target token, perplexity and accuracy of the model in ``model_dir`` on ``inputs``."""
+                seed: int = 0, objective: str | None = None, progress: bool = False,
+                doc_boundary: str = "auto") -> dict:
+    """Loss per target token, perplexity and accuracy of the model in ``model_dir`` on ``inputs``;
+    ``doc_boundary`` as in ``[data]`` (``file``: a whole book is one document, so a causal
+    window reaches across its blank lines)."""
     model, tok, _ = load_any(model_dir)
     cfg = model.config
     name = objective or {"decoder": "clm", "bilm": "bilm"}.get(cfg.arch, "mlm")
@@ -41,11 +44,13 @@ def evaluate_lm(model_dir: str | Path, inputs: list[str], seq_len: int | None = 
     else:
         for block in model.body.layers:
             block.attn.kernel.check(set(task.needs))
-        module = TokenModule(model, head, documents=name == "clm").eval()
     with tempfile.TemporaryDirectory() as tmp:
-        prepare(list(inputs), tok, Path(tmp) / "corpus", DataConfig(seq_len=seq_len), progress=progress)
+        data = DataConfig(seq_len=seq_len, doc_boundary=doc_boundary)
+        prepare(list(inputs), tok, Path(tmp) / "corpus", data, progress=progress)
         corpus = Corpus(Path(tmp) / "corpus")
-        dataset = build_dataset(corpus, DataConfig(seq_len=seq_len))
+        dataset = build_dataset(corpus, data)
+        if name != "bilm":  # packed windows keep causal attention inside each document (one: nothing to keep)
+            module = TokenModule(model, head, documents=name == "clm" and corpus.num_docs > 1).eval()
         loss = count = correct = 0.0
         with torch.no_grad():
             for start in range(0, len(dataset), batch_size):

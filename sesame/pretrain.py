@@ -18,6 +18,7 @@ from sesame.data import Corpus, build_dataset, prepare
 from sesame.errors import ConfigError, DataError
 from sesame.models import save_model
 from sesame.objectives import Vocab, build_objective
+from sesame.objectives.compose import reads_streams
 from sesame.outputs import claim_run_dir, model_outputs, writing
 from sesame.tokenize import Tokenizer, load_tokenizer, train_tokenizer
 from sesame.train import Trainer, find_resumable
@@ -95,7 +96,7 @@ def prepare_run(run: RunConfig, run_dir: str | Path, progress: bool = True, hold
     tok, note_tok = get_tokenizer(run, run_dir, progress)
     run, notes = fit_model_to_tokenizer(run, tok)
     corpus, note_corpus = get_corpus(run, run_dir, tok, progress)
-    if any(getattr(get("objective", n), "streams", False) for n in run.objective.names):  # Transformer-XL
+    if reads_streams(run.objective):  # Transformer-XL recurrence
         return _prepare_streams(run, tok, corpus, [note_tok, note_corpus, *notes], holdout)
     data = run.data  # an objective that shortens its input (t5-span) reads longer raw windows
     for part in run.objective.resolved():

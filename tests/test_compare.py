@@ -141,3 +141,89 @@ def test_cpu_attention_is_counted_with_the_sdpa_formula():
         F.scaled_dot_product_attention(q, q, q).sum().backward()
     forward = 2 * (2 * b * h * t * t * d)  # QK^T and AV
     assert counter.get_total_flops() == forward + int(2.5 * forward)  # backward: five products of the same size
+
+
+LM_BASE = """preset = "gpt-tiny"
+[tokenizer]
+kind = "bpe"
+vocab_size = 600
+[data]
+inputs = ["{text}"]
+seq_len = 16
+doc_boundary = "file"
+[model]
+vocab_size = 600
+hidden = 32
+layers = 1
+num_heads = 2
+intermediate = 64
+max_positions = 64
+position = "rotary"
+[train]
+steps = 10
+batch_size = 4
+lr = 1e-3
+warmup = 0
+eval_every = 0
+save_every = 0
+threads = 1
+precision = "fp32"
+"""
+
+LM_STUDY = """name = "context"
+base = "base.toml"
+seeds = [0]
+same_windows = false
+[budget]
+reference = "short"
+steps = 3
+[[arm]]
+name = "short"
+[[arm]]
+name = "long"
+[arm.config.data]
+seq_len = 32
+[arm.config.train]
+batch_size = 2
+[[arm]]
+name = "xl-memory"
+[arm.config.objective]
+name = "xl-clm"
+[arm.config.model]
+attention = "xl"
+position = "none"
+mem_len = 32
+[[evaluate]]
+name = "held-out"
+inputs = ["{held}"]
+seq_len = [8, 32]
+batch_size = 4
+"""
+
+
+def test_a_context_length_study_scores_every_arm_in_windows_of_each_length(tmp_path, shared_data):
+    books = sorted((shared_data / "corpora/en/gutenberg").glob("*.txt"))
+    (tmp_path / "text.txt").write_text(books[0].read_text(encoding="utf-8")[:60_000], encoding="utf-8")
+    (tmp_path / "held.txt").write_text(books[1].read_text(encoding="utf-8")[:6_000], encoding="utf-8")
+    (tmp_path / "base.toml").write_text(LM_BASE.format(text=tmp_path / "text.txt"))
+    study = tmp_path / "study.toml"
+    study.write_text(LM_STUDY.format(held=tmp_path / "held.txt"))
+    out = tmp_path / "out"
+    assert main(["compare", str(study), "--out", str(out), "--no-progress"]) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    # the same tokens per step cost more attention in windows of 32; the recurrent arm is
+    # counted with its memory full (each query reads 32 + 16 keys), so it gets fewer steps
+    assert plan["long"]["flops_per_step"] > plan["short"]["flops_per_step"]
+    assert plan["xl-memory"]["flops_per_step"] > plan["long"]["flops_per_step"] and plan["xl-memory"]["steps"] == 2
+    results = json.loads((out / "results.json").read_text())
+    rows = results["evaluate"]["held-out"]["rows"]
+    assert set(rows) == {"short", "long", "xl-memory"}
+    for cells in rows.values():
+        r = cells[0]["results"]
+        assert set(r) == {"8", "32"} and r["8"]["loss"] != r["32"]["loss"]
+    saved = json.loads((out / "evaluate/held-out/long/seed0.json").read_text())
+    assert saved["results"]["32"]["perplexity"] == rows["long"][0]["results"]["32"]["perplexity"]
+    assert "windows of 32" in (out / "results.md").read_text() and (out / "evaluate.png").is_file()
+    study.write_text(LM_STUDY.format(held=tmp_path / "held.txt").replace("same_windows = false\n", ""))
+    with pytest.raises(ConfigError, match="context-length study says same_windows = false"):
+        run_study(load_study(study), tmp_path / "out2", stages=("pretrain",), progress=False, say=lambda _: None)

@@ -88,6 +88,10 @@ def test_pretrain_clm_and_generation(corpus, tmp_path):
     assert out == gen.tokenizer.decode(ids[len(gen.tokenizer.encode("The cat").ids):]) and out
     scores = evaluate_lm(tmp_path / "gpt" / "model", [str(corpus)], seq_len=32)
     assert scores["objective"] == "clm" and scores["perplexity"] < 300
+    # one document per file: each window reads across the blank lines (paragraphs), so the
+    # same text scores differently than with a document per paragraph (the default here)
+    whole = evaluate_lm(tmp_path / "gpt" / "model", [str(corpus)], seq_len=32, doc_boundary="file")
+    assert whole["perplexity"] < 300 and whole["loss"] != scores["loss"]
 
 
 def test_pretrain_refuses_bad_setups(corpus, tmp_path):

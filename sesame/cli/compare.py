@@ -15,9 +15,10 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="study directory (cells, shared corpus, report)")
     p.add_argument("--arms", help="comma-separated arm names to run (default: all)")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds to run (default: the study's)")
-    p.add_argument("--stage", choices=("all", "prepare", "plan", "pretrain", "finetune", "report"), default="all",
-                   help="run one stage only (default: all, in order); plan: measure each arm's FLOPs per step "
-                        "and print its steps, training nothing")
+    p.add_argument("--stage", choices=("all", "prepare", "plan", "pretrain", "finetune", "evaluate", "report"),
+                   default="all", help="run one stage only (default: all, in order); plan: measure each arm's FLOPs "
+                   "per step and print its steps, training nothing; evaluate: each [[evaluate]] table's held-out "
+                   "loss at each window length")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 

@@ -22,6 +22,9 @@ def add_parser(sub) -> None:
     p.add_argument("--text", nargs="+", help="files, folders or globs of held-out text")
     p.add_argument("--seq-len", type=int, help="window length (default: the model's, at most 512)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--doc-boundary", choices=["auto", "blank", "line", "file"], default="auto",
+                   help="what ends a document in --text (file: each file is one document, so causal windows "
+                        "reach across blank lines; default auto: blank lines when the file has them)")
     p.add_argument("--objective", choices=["mlm", "clm"], help="default: mlm for encoders, clm for decoders")
     p.add_argument("--data", metavar="FILE", help="a labeled file (CSV, TSV, JSONL, JSON, CoNLL, Parquet)")
     p.add_argument("--dataset", help="a named data set (sst2, conll2003, cmrc2018, ...)")
@@ -42,7 +45,8 @@ def run(args) -> int:
     if args.text:
         from sesame.evaluate import evaluate_lm
 
-        result = evaluate_lm(args.model_dir, args.text, args.seq_len, args.batch_size, objective=args.objective)
+        result = evaluate_lm(args.model_dir, args.text, args.seq_len, args.batch_size, objective=args.objective,
+                             doc_boundary=args.doc_boundary)
     else:
         from sesame.cli.finetune import file_args
         from sesame.finetune import evaluate_dataset

@@ -103,10 +103,17 @@ class Objective(Task):
     examples: tuple[str, ...] = ()
     archs: tuple[str, ...] = ("encoder",)
     Options: type[Section] = Section
+    streams = False  # reads consecutive segments (sesame.data.streams) instead of windows
 
     def __init__(self, vocab: Vocab, opts: dict | None = None):
         self.vocab = vocab
         self.opts = options(self.Options, opts or {}, self.name)
+
+    @classmethod
+    def reads_streams(cls, opts: dict) -> bool:
+        """Whether these ``[objective.options]`` train on consecutive segments (pretrain asks
+        before it builds the data)."""
+        return cls.streams
 
     def fields(self, raw: dict) -> dict:
         return {}

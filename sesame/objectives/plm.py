@@ -17,6 +17,13 @@ rows has its real tokens (and token types) reversed, and the ``xl`` kernel encod
 its relative distances negated (``Layout.backward``). The original code reverses
 whole streams; reversing each window is the same thing window by window.
 
+With ``streams`` (XLNet's recurrence), batches are consecutive segments of streams
+(``sesame.data.streams``, as for ``xl-clm``) and each layer's content-stream input of
+the previous segments (``model.mem_len`` of them) is carried from step to step per
+stream (``objectives/memory.py``); both streams see every memory position, as in the
+paper. With ``model.mem_len = 0`` the same batches train without memory, the ablation's
+baseline.
+
 The batch carries the order (``order``: each position's rank), the ``target_mapping``
 (B, M, T) and ``labels`` (B, M), and with ``bi_data`` ``backward`` (B,). The module builds the content- and query-stream
 layouts from the order (``nn/attention/two_stream.order_layouts``: content sees ranks
@@ -36,6 +43,7 @@ from sesame.errors import ConfigError
 from sesame.models import build_model
 from sesame.nn.attention.two_stream import order_layouts
 from sesame.objectives.base import IGNORE, TokenObjective, to_tensors
+from sesame.objectives.memory import StreamMemory, stream_fields
 from sesame.task import TaskOutput
 
 
@@ -46,6 +54,7 @@ class PLMOptions(Section):
     max_span_length: int = 5
     plm_probability: float = 1 / 6
     bi_data: bool = False  # the second half of each batch reads its windows backward
+    streams: bool = False  # consecutive segments of each stream, with model.mem_len of memory carried
 
     def validate(self) -> None:
         choice("objective.options.sampling", self.sampling, ("random", "span"))
@@ -53,6 +62,9 @@ class PLMOptions(Section):
             raise ConfigError("objective.options.k (predict the last 1/k of the order) must be >= 1")
         if self.max_span_length < 1 or not 0 < self.plm_probability <= 1:
             raise ConfigError("objective.options: max_span_length >= 1 and plm_probability in (0, 1]")
+        if self.bi_data and self.streams:
+            raise ConfigError("objective.options: bi_data reverses windows and cannot be combined with streams "
+                              "(a backward stream would need its own memories); choose one")
 
 
 def random_order(n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -102,6 +114,11 @@ class PLM(TokenObjective):
         super().__init__(vocab, options)
         if self.opts.bi_data:
             self.needs = frozenset(self.needs | {"backward"})
+        self.streams = self.opts.streams
+
+    @classmethod
+    def reads_streams(cls, opts: dict) -> bool:
+        return bool(opts.get("streams", False))
 
     def transform(self, batch, rng):
         ids = np.asarray(batch["input_ids"])
@@ -130,19 +147,25 @@ class PLM(TokenObjective):
         for row, c in enumerate(chosen):
             mapping[row, np.arange(len(c)), c] = 1.0
             labels[row, : len(c)] = ids[row, c]
-        out = {"input_ids": ids, "attention_mask": real, "order": order, "target_mapping": mapping, "labels": labels}
+        out = {"input_ids": ids, "order": order, "target_mapping": mapping, "labels": labels}
+        if not o.streams:  # a stream segment has no padding, and its keys include the memory
+            out["attention_mask"] = real
         if types is not None:
             out["token_type_ids"] = types
         if o.bi_data:
             out["backward"] = backward
-        return to_tensors(out)
+        return stream_fields(batch, to_tensors(out)) if o.streams else to_tensors(out)
 
     def build(self, model_config) -> nn.Module:
         if not model_config.two_stream or "lm" not in model_config.heads:
             raise ConfigError("the plm objective needs XLNet's query stream: model.two_stream = true, "
                               "model.attention = 'xl' and an 'lm' head (see the xlnet presets)")
+        if model_config.mem_len and not self.streams:
+            raise ConfigError(f"model.mem_len = {model_config.mem_len} needs objective.options.streams = true: "
+                              "shuffled windows have no previous segment to remember")
         self.vocab.check_model(model_config.vocab_size)
-        return PLMModule(build_model(model_config, needed=set(self.needs)))
+        model = build_model(model_config, needed=set(self.needs))
+        return RecurrentPLMModule(model) if self.streams else PLMModule(model)
 
 
 class PLMModule(nn.Module):
@@ -150,10 +173,11 @@ class PLMModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch) -> TaskOutput:
-        content, query = order_layouts(batch["order"], batch["attention_mask"], backward=batch.get("backward"))
+    def forward(self, batch, memory=None) -> TaskOutput:
+        content, query = order_layouts(batch["order"], batch.get("attention_mask"), backward=batch.get("backward"),
+                                       mem=memory.length if memory is not None else 0)
         out = self.model(batch["input_ids"], token_type_ids=batch.get("token_type_ids"), layout=content,
-                         query_layout=query, target_mapping=batch["target_mapping"])
+                         query_layout=query, target_mapping=batch["target_mapping"], cache=memory)
         labels = batch["labels"]
         keep = labels != IGNORE
         logits = out.logits["lm"][keep]
@@ -161,3 +185,18 @@ class PLMModule(nn.Module):
         correct = (logits.argmax(-1) == labels[keep]).sum()
         count = keep.sum()
         return TaskOutput(loss, count, {"accuracy": (correct, count)})
+
+
+class RecurrentPLMModule(StreamMemory, PLMModule):
+    """The permutation LM over consecutive segments, with each stream's memory carried."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__(model)
+        self.init_memory()
+
+    def forward(self, batch) -> TaskOutput:
+        t = batch["input_ids"].shape[1]
+        memory = self.read_memory(batch, t)
+        out = super().forward(batch, memory)
+        self.write_memory(memory, batch, t)
+        return out

@@ -44,15 +44,17 @@ def stream_layouts(perm_mask: torch.Tensor | None, attention_mask: torch.Tensor 
 
 
 def order_layouts(order: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                  segments: torch.Tensor | None = None, backward: torch.Tensor | None = None
+                  segments: torch.Tensor | None = None, backward: torch.Tensor | None = None, mem: int = 0
                   ) -> tuple[Layout, Layout]:
     """(content, query) layouts realising a factorisation order: ``order`` (B, T) is each
     position's rank (ties allowed: a span predicted together). Content: i sees j iff
-    rank(j) <= rank(i); query: iff rank(j) < rank(i); padding keys are hidden.
-    ``backward``: (B,) bool, the rows of the backward stream (bi_data)."""
-    return (Layout(key_padding=attention_mask, order=order, segments=segments, backward=backward),
+    rank(j) <= rank(i); query: iff rank(j) < rank(i); padding keys are hidden; ``mem``
+    memory positions come first and are visible to both streams (``attention_mask``,
+    when given, covers the memory too). ``backward``: (B,) bool, the rows of the
+    backward stream (bi_data)."""
+    return (Layout(key_padding=attention_mask, order=order, segments=segments, backward=backward, q_offset=mem),
             Layout(key_padding=attention_mask, order=order, query_stream=True, segments=segments,
-                   backward=backward))
+                   backward=backward, q_offset=mem))
 
 
 class QueryStream(nn.Module):
