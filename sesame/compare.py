@@ -46,7 +46,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sesame.config import RunConfig
-from sesame.config.base import Section
+from sesame.config.base import Section, choice
+from sesame.config.data import BOUNDARIES
 from sesame.config.run import load_dict, merge, read_toml
 from sesame.errors import ConfigError
 
@@ -124,6 +125,7 @@ class Evaluate(Section):
     def validate(self) -> None:
         if not self.name or "/" in self.name:
             raise ConfigError(f"[[evaluate]] needs a name without '/', got {self.name!r}")
+        choice(f"[[evaluate]] {self.name}: doc_boundary", self.doc_boundary, BOUNDARIES)
         if not self.inputs or not self.seq_len or min(self.seq_len) < 2 or self.batch_size < 1:
             raise ConfigError(f"[[evaluate]] {self.name}: needs inputs = [files], seq_len = [window lengths >= 2] "
                               "and batch_size >= 1")

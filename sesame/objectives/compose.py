@@ -62,7 +62,7 @@ def reads_streams(objective_config) -> bool:
     """Whether the ``[objective]`` trains on consecutive segments of streams (Transformer-XL
     recurrence) rather than on windows; a composition cannot mix the two."""
     parts = objective_config.resolved()
-    kinds = [bool(getattr(get("objective", p.name), "reads_streams", lambda o: False)(p.options)) for p in parts]
+    kinds = [get("objective", p.name).reads_streams(p.options) for p in parts]
     if len(set(kinds)) > 1:
         raise ConfigError(f"objectives {[p.name for p in parts]} mix consecutive-segment streams and windows; "
                           "train them in separate runs")
