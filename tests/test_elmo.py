@@ -236,7 +236,7 @@ def test_scalar_mix_trains_and_the_frozen_biLM_does_not(elmo_run):
 
 def test_the_biLM_learns_from_its_characters():
     """Sequences where each token follows from the previous one: the char-CNN biLM learns
-    them (so a run that stays at the unigram plateau is short of training, not blind)."""
+    them (so a run that stays at the unigram plateau is not blind to its characters)."""
     torch.manual_seed(3)
     objective = BiLM(Vocab(40, tokens=tuple(f"w{i}" for i in range(40))))
     module = objective.build(load_config("elmo-tiny").model.replace(vocab_size=40, hidden=32, intermediate=16,
