@@ -185,6 +185,8 @@ def _pretrain(run, run_dir, resume, progress, on_log, on_eval, say, allow_config
     task = build_task(prep.config, prep.tokenizer)
     if hasattr(task, "check_corpus"):
         task.check_corpus(prep.corpus)  # e.g. entity masking on a corpus without entity spans
+    if hasattr(task, "fit_prior"):
+        task.fit_prior(prep.train)  # the bilm softmax bias starts at the training unigram (objectives/bilm.py)
     trainer = Trainer.from_run_config(task, prep.config, prep.train, run_dir, prep.eval,
                                       on_log=on_log, on_eval=on_eval, progress=progress)
     try:

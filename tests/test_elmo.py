@@ -236,7 +236,7 @@ def test_scalar_mix_trains_and_the_frozen_biLM_does_not(elmo_run):
 
 def test_the_biLM_learns_from_its_characters():
     """Sequences where each token follows from the previous one: the char-CNN biLM learns
-    them (so a run that stays at the unigram plateau is short of training, not blind)."""
+    them (so a run that stays at the unigram plateau is not blind to its characters)."""
     torch.manual_seed(3)
     objective = BiLM(Vocab(40, tokens=tuple(f"w{i}" for i in range(40))))
     module = objective.build(load_config("elmo-tiny").model.replace(vocab_size=40, hidden=32, intermediate=16,
@@ -288,3 +288,44 @@ def test_char_cnn_token_vectors_stay_distinct_and_bounded_under_adam(shared_data
     bound = 4 * (cfg.hidden // 2) ** 0.5  # a unit-gain LayerNorm output has norm sqrt(width) = 5.7 here
     assert k > 200 and float(vecs.norm(dim=-1).max()) < bound
     assert mean_cos < 0.9, f"the tokens' vectors collapsed: mean cosine {mean_cos:.4f}"
+
+
+def test_softmax_bias_starts_at_the_training_unigram():
+    """``fit_prior`` counts the first training batches and ``build`` puts their add-one
+    smoothed log frequencies in the softmax bias, so the untrained biLM already scores
+    the unigram's cross-entropy (a zero bias scores ln V; Adam at the recipe's lr could
+    not move the bias that far and the LSTM states learned the unigram instead)."""
+    from sesame.train.source import ArraySource
+
+    rng = np.random.default_rng(0)
+    windows = rng.zipf(1.5, (64, 12)) % 40  # a skewed unigram over 40 tokens
+    source = ArraySource(windows, 8, seed=0)
+    source.epoch = 3
+    cfg = tiny(token_encoder="embedding", vocab_size=48)  # 8 rows past the tokenizer's 40
+    objective = BiLM(Vocab(40), {"prior_batches": 4})
+    objective.fit_prior(source)
+    assert source.epoch == 3  # the counting leaves the source's epoch as it was
+    counts = np.ones(40)
+    for step in range(4):
+        batch = objective.transform(source.batch(step, 0, 1, 0, 1), np.random.default_rng(step))
+        for labels in (batch["labels"], batch["labels_back"]):
+            counts += np.bincount(labels[labels != -100].numpy(), minlength=40)
+    log_p = np.log(counts / counts.sum())
+    module = objective.build(cfg).eval()
+    bias = module.model.heads["bilm"].decoder.bias.detach().double().numpy()
+    assert np.allclose(bias[:40], log_p, atol=1e-5) and np.allclose(bias[40:], log_p.min())
+    batch = objective.transform({"input_ids": windows[:16]}, rng)
+    out = module(batch)
+    ys = np.concatenate([batch[k][batch[k] != -100].numpy() for k in ("labels", "labels_back")])
+    assert abs(float(out.loss) / out.count - float(-log_p[ys].mean())) < 0.05
+    flat = BiLM(Vocab(40), {"prior": "zero"})
+    flat.fit_prior(source)
+    assert torch.equal(flat.build(cfg).model.heads["bilm"].decoder.bias, torch.zeros(48))
+
+
+def test_pretraining_starts_the_softmax_bias_at_the_unigram(elmo_run):
+    """The pre-training path calls ``fit_prior``: after 8 steps at lr 1e-2 (each bias moves
+    by about 0.01 a step) the saved bias still spans the log frequencies of the corpus."""
+    _, root, _ = elmo_run
+    bias = load_file(str(root / "run" / "model" / "model.safetensors"))["heads.bilm.decoder.bias"]
+    assert float(bias.max() - bias.min()) > 3.0

@@ -8,7 +8,14 @@ sentences). ``softmax = "sampled"`` scores each batch against the targets plus
 ``samples`` classes drawn uniformly without replacement (Jean et al. 2015), each logit
 corrected by the log of its inclusion probability; with every class drawn it equals the
 full softmax exactly. Evaluation (the trainer's held-out loss) always uses the full
-softmax, so perplexities are comparable."""
+softmax, so perplexities are comparable.
+
+``prior = "unigram"`` (the default) starts the softmax bias at the log unigram frequencies
+of the first training batches (``fit_prior``, called by pre-training before the model is
+built). Ours, not in Peters et al.: from a zero bias, Adam moves each bias by at most about
+the learning rate a step, so at a CPU budget the log frequencies (spread over ~10 nats)
+were learned through the LSTM states instead, as one direction shared by every token, and
+the biLM stayed at the unigram plateau (docs/elmo.md)."""
 from __future__ import annotations
 
 import dataclasses
@@ -32,9 +39,14 @@ class BiLMOptions(Section):
     softmax: str = "full"  # full | sampled
     samples: int = 8192  # sampled: classes drawn per batch (besides the targets)
     within_documents: bool = True  # no prediction across a document boundary
+    prior: str = "unigram"  # unigram | zero: the softmax bias's start (module docstring)
+    prior_batches: int = 64  # unigram: training batches counted
 
     def validate(self) -> None:
         choice("objective.options.softmax", self.softmax, ("full", "sampled"))
+        choice("objective.options.prior", self.prior, ("unigram", "zero"))
+        if self.prior_batches <= 0:
+            raise ConfigError("objective.options.prior_batches must be positive")
         if self.samples <= 0:
             raise ConfigError("objective.options.samples must be positive")
 
@@ -104,6 +116,24 @@ class BiLM(TokenObjective):
     def __init__(self, vocab: Vocab, opts: dict | None = None):
         super().__init__(vocab, opts)
         self.tokens = getattr(vocab, "tokens", ())
+        self.log_prior: torch.Tensor | None = None
+
+    def fit_prior(self, source) -> None:
+        """With ``prior = "unigram"``: the add-one smoothed log frequencies of both directions'
+        targets in the first ``prior_batches`` batches of ``source`` (a BatchSource), which
+        ``build`` puts in the softmax bias. The source's epoch is left as it was."""
+        if self.opts.prior != "unigram":
+            return
+        epoch = getattr(source, "epoch", None)
+        per_epoch = getattr(source, "steps_per_epoch", self.opts.prior_batches)
+        counts = torch.ones(self.vocab.size, dtype=torch.float64)
+        for step in range(min(self.opts.prior_batches, per_epoch)):
+            batch = self.transform(source.batch(step, 0, 1, 0, 1), np.random.default_rng(step))
+            for labels in (batch["labels"], batch["labels_back"]):
+                counts += torch.bincount(labels[labels != IGNORE], minlength=self.vocab.size)[: self.vocab.size]
+        if epoch is not None:
+            source.epoch = epoch
+        self.log_prior = (counts / counts.sum()).log().float()
 
     def transform(self, batch, rng):
         ids = np.asarray(batch["input_ids"])
@@ -132,4 +162,9 @@ class BiLM(TokenObjective):
                 raise ConfigError("the character CNN needs the tokenizer's token strings; build the bilm objective "
                                   "with Vocab.from_tokenizer(tokenizer)")
             model.body.embed.set_vocabulary(self.tokens)
+        if self.log_prior is not None:
+            bias = model.heads["bilm"].decoder.bias
+            with torch.no_grad():
+                bias.fill_(float(self.log_prior.min()))  # rows past the tokenizer: never seen
+                bias[: self.log_prior.numel()] = self.log_prior.to(bias.device)
         return BiLMModule(model, self.opts)
