@@ -24,6 +24,7 @@ A study is a TOML file::
     dataset = "sst2"
     train = {steps = 1000, lr = 5e-4}
     options = {max_length = 64}
+    strategy = {dropout = 0.1}           # optional: sesame.transfer.StrategyConfig keys, every cell
     [[evaluate]]                         # optional: held-out LM loss of every arm on the same files
     name = "persuasion"
     inputs = ["../shared/data/corpora/en/gutenberg/austen-persuasion.txt"]
@@ -50,6 +51,7 @@ from sesame.config.base import Section, choice
 from sesame.config.data import BOUNDARIES
 from sesame.config.run import load_dict, merge, read_toml
 from sesame.errors import ConfigError
+from sesame.transfer import as_strategy
 
 # data keys that shape the prepared corpus: every arm must agree with the shared one
 PREP_KEYS = ("format", "text_field", "column", "extensions", "doc_boundary", "sentences", "segmenter",
@@ -94,6 +96,7 @@ class Finetune(Section):
     name: str | None = None  # the cell's folder and table title (default: dataset); two entries may share a dataset
     train: dict[str, Any] = dataclasses.field(default_factory=dict)
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    strategy: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {dropout = 0.1}; every cell
     max_train: int | None = None
     metric: str | None = None  # the metric the table and plot lead with; default f1, else accuracy
     random_init: bool = True  # the first arm's architecture from random weights, as a baseline
@@ -107,6 +110,10 @@ class Finetune(Section):
             raise ConfigError(f"[[finetune]] name {self.name!r} must not hold '/'")
         if "seed" in self.train:
             raise ConfigError(f"[[finetune]] {self.dataset}: the seed comes from the study's seeds; drop train.seed")
+        if "transfer_layers" in self.strategy:
+            raise ConfigError(f"[[finetune]] {self.dataset}: strategy.transfer_layers is the study's (all for the "
+                              "arms, none for the random-init baseline); drop it")
+        as_strategy(self.strategy)  # unknown keys and bad values fail when the study loads
 
 
 @dataclasses.dataclass
@@ -383,7 +390,7 @@ def _finetune_cell(study, spec, name, seed, out, say) -> None:
         return
     say(f"fine-tune {spec.name} / {name} seed {seed} -> {run_dir}")
     finetune(str(model), spec.dataset, run_dir, {**spec.train, "seed": seed}, spec.options,
-             {"transfer_layers": "none" if name == RANDOM else "all"}, max_train=spec.max_train,
+             {**spec.strategy, "transfer_layers": "none" if name == RANDOM else "all"}, max_train=spec.max_train,
              progress=False, resume=run_dir.is_dir(), say=lambda _: None)
 
 

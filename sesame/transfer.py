@@ -26,6 +26,9 @@ several tasks share one encoder.
   (a tied LM head shares the matrix and is held with it).
 - ``layer_lr_decay`` (discriminative learning rates): block ``l`` of ``L`` (1 = lowest)
   learns at ``lr * decay ** (L - l)``, the embeddings at ``lr * decay ** L``, the heads at ``lr``.
+- ``dropout`` / ``attention_dropout``: the fine-tuning run's rates in place of the model's
+  (a pre-training run often trains without dropout); unset keeps them. The model is rebuilt
+  with the new rates and every weight kept (``prepare_model``).
 
 Layer groups are found by parameter name: 0 = ``body.embed``/positions, 1..L = blocks
 (an encoder-decoder's encoder blocks, then its decoder blocks), L+1 = everything else.
@@ -76,9 +79,15 @@ class StrategyConfig(Section):
     task_hidden: int = 128  # units per direction of the task BiLSTM
     task_embedding: int = 0  # the task's own token embedding, concatenated with the features
     task_dropout: float = 0.1  # dropout in the task encoder
+    dropout: float | None = None  # fine-tuning dropout (hidden) in place of the model's; None keeps it
+    attention_dropout: float | None = None  # ... and on the attention probabilities
 
     def validate(self) -> None:
         choice("strategy.kind", self.kind, KINDS)
+        for name in ("dropout", "attention_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ConfigError(f"strategy.{name} = {value} must be in [0, 1) (unset keeps the model's)")
         choice("strategy.transfer_layers", self.transfer_layers, TRANSFER)
         choice("strategy.task_encoder", self.task_encoder, ("none", "bilstm", "bag"))
         if not 0.0 < self.layer_lr_decay <= 1.0:
@@ -130,6 +139,10 @@ def prepare_model(model: Model, strategy: StrategyConfig) -> tuple[Model, list[s
         want = {"task_encoder": strategy.task_encoder, "task_hidden": strategy.task_hidden,
                 "task_embedding": strategy.task_embedding, "task_dropout": strategy.task_dropout}
         changes.update({k: v for k, v in want.items() if getattr(cfg, k) != v})
+    for name in ("dropout", "attention_dropout"):  # the pre-training run's rates need not be the task's
+        value = getattr(strategy, name)
+        if value is not None and value != getattr(cfg, name):
+            changes[name] = value
     if not changes:
         return model, notes
     param = next(model.parameters())

@@ -60,6 +60,7 @@ dataset = "sst2"
 max_train = 48
 train = {{steps = 2, batch_size = 8, threads = 1}}
 options = {{max_length = 24}}
+strategy = {{dropout = 0.1}}
 """
 
 
@@ -94,6 +95,7 @@ def test_study_runs_every_cell_at_equal_flops_and_reuses_finished_cells(study_di
     def strategy(cell):
         return json.loads((out / "finetune/sst2" / cell / "seed0/summary.json").read_text())["strategy"]
     assert strategy("random")["transfer_layers"] == "none" and strategy("mlm")["transfer_layers"] == "all"
+    assert strategy("random")["dropout"] == strategy("mlm")["dropout"] == 0.1  # the study's, for every cell
     table = (study_dir / "evidence" / "results.md").read_text()
     assert "| random init |" in table and (study_dir / "evidence" / "results.png").is_file()
     # the same command again trains nothing: every cell is reused
@@ -126,6 +128,11 @@ def test_an_arm_that_cannot_share_the_corpus_or_budget_is_refused(study_dir):
         load_study(path)
     path.write_text(text + twice.replace('dataset = "sst2"', 'name = "sst2-again"\ndataset = "sst2"'))
     assert [f.name for f in load_study(path).finetune] == ["sst2", "sst2-again"]
+    for bad, match in (("{dropout = 1.5}", "must be in"), ("{drop = 0.1}", "unknown key `drop`"),
+                       ('{transfer_layers = "top"}', "is the study's")):
+        path.write_text(text.replace("strategy = {dropout = 0.1}", f"strategy = {bad}"))
+        with pytest.raises(ConfigError, match=match):
+            load_study(path)
     (study_dir / "base.toml").write_text(BASE.format(text=study_dir / "text.txt").replace("warmup = 0", "warmup = 9"))
     path.write_text(text)
     with pytest.raises(ConfigError, match="warmup"):

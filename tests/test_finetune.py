@@ -205,6 +205,21 @@ def test_no_transfer_is_random_init_of_the_same_architecture(base, tok):
     assert any("random init" in note for note in plan.notes)
 
 
+def test_fine_tuning_dropout_replaces_the_models_and_keeps_its_weights(base, tok):
+    source, _ = load_model(base)
+    model, notes = prepare_model(source, StrategyConfig.from_dict({"dropout": 0.1, "attention_dropout": 0.2}))
+    assert (model.config.dropout, model.config.attention_dropout) == (0.1, 0.2)
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}
+    assert all(torch.equal(p, dict(model.named_parameters())[n]) for n, p in source.named_parameters())
+    ids = torch.tensor([[101, 2307, 2143, 102]])
+    with torch.no_grad():  # eval mode: dropout off, the same function
+        assert torch.equal(model.eval().body(ids), source.eval().body(ids))
+    assert any("dropout = 0.1" in n for n in notes)
+    assert prepare_model(source, StrategyConfig.from_dict({"dropout": 0.0}))[0] is source  # already the model's
+    with pytest.raises(ConfigError, match="must be in"):
+        StrategyConfig.from_dict({"dropout": 1.0})
+
+
 def test_layer_wise_learning_rates_follow_the_decay(base, tok):
     _, module, plan = wrapped(base, tok, {"layer_lr_decay": 0.5})
     opt = build_optimizer(module, TrainConfig(lr=1e-3))
