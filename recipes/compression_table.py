@@ -5,7 +5,10 @@ each with its ratio to the teacher. One JSON per method under docs/evidence/comp
 (conll2003/ for CoNLL; a method already measured is skipped), then the Markdown table in
 table.md beside them.
 
-    python recipes/compression_table.py [--dataset sst2] [--steps 60] [--teacher-steps 150] [METHOD ...]
+    python recipes/compression_table.py [--dataset sst2] [--steps 60] [--teacher-steps 150] [--seed 0] [METHOD ...]
+
+``--seed S`` (S > 0) repeats the rows with the teacher and every row fine-tuned at seed S,
+in a ``seed{S}/`` folder; table.md then prints each score as mean ± sd over the seeds.
 
 Rows whose method writes a model directory run through the CLI verb in-process
 (``sesame prune`` / ``sesame distill``; the command is in the row's JSON as ``cli``); int8
@@ -34,9 +37,11 @@ METHODS = ["teacher", "int8-dynamic", "int8-static", "int8-qat", "heads-25", "he
 CORPUS = ROOT / ".." / "shared" / "data" / "corpora" / "en" / "wikitext-2" / "valid.txt"
 
 
-def where(dataset: str) -> tuple[Path, Path]:
-    """(evidence folder, runs folder) of a data set's table; SST-2's stay where they were."""
-    return (OUT, RUNS) if dataset == "sst2" else (OUT / dataset, ROOT / "runs" / f"compression-{dataset}")
+def where(dataset: str, seed: int = 0) -> tuple[Path, Path]:
+    """(evidence folder, runs folder) of a data set's table at a seed; SST-2's seed 0 stays
+    where it was, other seeds go in a ``seed{S}`` folder beside it."""
+    out, runs = (OUT, RUNS) if dataset == "sst2" else (OUT / dataset, ROOT / "runs" / f"compression-{dataset}")
+    return (out, runs) if seed == 0 else (out / f"seed{seed}", runs.with_name(f"{runs.name}-seed{seed}"))
 
 
 def cli(*argv: str) -> list[str]:
@@ -61,9 +66,9 @@ def minilm() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
-def train(steps: int) -> dict:
+def train(steps: int, seed: int = 0) -> dict:
     return {"steps": steps, "batch_size": 32, "lr": 1e-4, "warmup": steps // 10, "threads": 1,
-            "log_every": 10}
+            "log_every": 10, "seed": seed}
 
 
 def dev_texts(tok, dataset: str, limit: int, n: int = 256) -> list[list[int]]:
@@ -116,15 +121,17 @@ def main() -> None:
     p.add_argument("--dataset", default="sst2", choices=["sst2", "conll2003"])
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--teacher-steps", type=int, default=150)
+    p.add_argument("--seed", type=int, default=0,
+                   help="fine-tuning seed of the teacher and of every row (seed 0's table is the main one)")
     p.add_argument("--table", action="store_true", help="only rebuild table.md from the JSON files")
     p.add_argument("--retime", action="store_true",
                    help="time measured rows again, each right after the teacher (adds `retimed` to their JSON)")
     args = p.parse_args()
     ds = args.dataset
     os.chdir(ROOT)  # the CLI commands recorded in the JSON name paths from the repository root
-    out_dir, runs = where(ds)
+    out_dir, runs = where(ds, args.seed)
     if args.table:
-        return table(out_dir)
+        return table(where(ds)[0])
     torch.set_num_threads(1)
     out_dir.mkdir(parents=True, exist_ok=True)
     from sesame.compress import prune as P
@@ -140,7 +147,7 @@ def main() -> None:
     if not teacher_dir.is_dir():
         t0 = time.perf_counter()
         # CoNLL's full dev and test are scored once, by measure(); SST-2's teacher was made without max_eval
-        finetune(minilm(), ds, runs / "teacher", train(args.teacher_steps), opts, progress=False,
+        finetune(minilm(), ds, runs / "teacher", train(args.teacher_steps, args.seed), opts, progress=False,
                  max_eval=None if ds == "sst2" else 32)
         print(f"teacher fine-tuned in {time.perf_counter() - t0:.0f}s", flush=True)
     teacher, tok, _ = load_any(teacher_dir)
@@ -148,10 +155,11 @@ def main() -> None:
     if ds == "sst2":  # dev only, like the first sessions' rows (test.tsv is labeled too; not measured yet)
         labeled.evals = {"dev": labeled.evals["dev"]}
     rows = dev_texts(tok, ds, 64 if ds == "sst2" else 128)
-    steps = train(args.steps)
+    steps = train(args.steps, args.seed)
     common = {"progress": False}
     if args.retime:
-        return retime(args.methods, teacher, tok, opts, runs, rows, out_dir)
+        retime(args.methods, teacher, tok, opts, runs, rows, out_dir)
+        return table(where(ds)[0])
     todo = [m for m in args.methods if m != "teacher" and not (out_dir / f"{m}.json").is_file()]
     now: dict = {}
     if todo:  # speed depends on the machine's load: the teacher is timed again in every session, next to its rows
@@ -224,7 +232,7 @@ def main() -> None:
         if name != "teacher":
             notes["same_session"] = now
         measure(name, model, labeled, rows, mdir, notes, out_dir)
-    table(out_dir)
+    table(where(ds)[0])
 
 
 def static_int8(teacher, tok, ds: str, opts: dict):
@@ -264,22 +272,38 @@ def retime(methods, teacher, tok, opts: dict, runs: Path, rows, out_dir: Path) -
         result["retimed"] = cells
         path.write_text(json.dumps(result, indent=2, default=str) + "\n")
         print(name, "retimed", cells, flush=True)
-    table(out_dir)
 
 
 def table(out_dir: Path) -> None:
+    """table.md from seed 0's rows (speed, size) and every seed's scores: one seed prints its
+    score, several print mean ± sd with each ratio taken against the same seed's teacher."""
+    import statistics
+
     from sesame.compress.run import primary
 
-    rows = {p.stem: json.loads(p.read_text()) for p in out_dir.glob("*.json")}
+    def read(folder: Path) -> dict:
+        return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+
+    rows = read(out_dir)
     if "teacher" not in rows:
         return
+    seeds = [rows] + [r for d in sorted(out_dir.glob("seed*")) if "teacher" in (r := read(d))]
     t = rows["teacher"]
     metric, _ = primary(t["dev"])
     label = {"accuracy": "accuracy", "f1": "entity F1"}[metric]
     splits = [s for s in ("dev", "test") if s in t]
+
+    def score(name: str, split: str) -> str:
+        got = [(100 * r[name][split][metric], r[name][split][metric] / r["teacher"][split][metric])
+               for r in seeds if name in r]
+        if len(got) == 1:
+            return f"{got[0][0]:.1f} | {got[0][1]:.3f}"
+        (m, ms), (sd, sds) = ([statistics.mean(c) for c in zip(*got)], [statistics.stdev(c) for c in zip(*got)])
+        return f"{m:.1f} ± {sd:.1f} | {ms:.3f} ± {sds:.3f}"
+
     lines = ["| method | parameters (non-zero) | size MB | tokens/s, batch 1 | tokens/s, batch 32 | "
-             + " | ".join(f"{s} {label} % | {s} ratio to teacher" for s in splits) + " | training |",
-             "|---|---|---|---|---|" + "---|---|" * len(splits) + "---|"]
+             + " | ".join(f"{s} {label} % | {s} ratio to teacher" for s in splits) + " | seeds | training |",
+             "|---|---|---|---|---|" + "---|---|" * len(splits) + "---|---|"]
     for name in METHODS:
         if name not in rows:
             continue
@@ -296,10 +320,12 @@ def table(out_dir: Path) -> None:
             r = {**r, "tokens_per_s_b1": ref["tokens_per_s_b1"], "tokens_per_s_b32": ref["tokens_per_s_b32"]}
         b1, b32 = ref.get("teacher_tokens_per_s_b1", t["tokens_per_s_b1"]), ref.get("teacher_tokens_per_s_b32",
                                                                                     t["tokens_per_s_b32"])
-        scores = " | ".join(f"{100 * r[s][metric]:.1f} | {r[s][metric] / t[s][metric]:.3f}" for s in splits)
+        scores = " | ".join(score(name, s) for s in splits)
+        n = sum(name in s for s in seeds)
         lines.append(f"| {name} | {r['parameters'] / 1e6:.2f}M ({r['nonzero_parameters'] / 1e6:.2f}M) | {mb:.1f} | "
                      f"{r['tokens_per_s_b1']:.0f} ({r['tokens_per_s_b1'] / b1:.2f}x{mark}) | "
-                     f"{r['tokens_per_s_b32']:.0f} ({r['tokens_per_s_b32'] / b32:.2f}x{mark}) | {scores} | {note} |")
+                     f"{r['tokens_per_s_b32']:.0f} ({r['tokens_per_s_b32'] / b32:.2f}x{mark}) | {scores} | {n} | "
+                     f"{note} |")
     (out_dir / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -199,6 +199,19 @@ def test_bad_student_and_tokenizer_give_clear_errors(tok, tmp_path):
         check_tokenizers(tok, other, 30522, 30522)
 
 
+def test_a_random_student_follows_the_training_seed(tok, tmp_path):
+    from sesame.compress.distill import student_model
+
+    teacher = build_model(tiny(tok))
+    spec = tmp_path / "student.toml"
+    spec.write_text("[model]\nlayers = 2\n")
+    cfg = DistillConfig.from_dict({"method": "kd", "init": "random"}, "distill")
+    weights = {s: student_model(str(spec), teacher, tok, cfg, seed=s)[0].state_dict() for s in (0, 1)}
+    again = student_model(str(spec), teacher, tok, cfg, seed=1)[0].state_dict()
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert all(torch.equal(again[k], weights[1][k]) for k in again)
+
+
 # ---------------------------------------------------------------- pruning
 
 def test_pruned_heads_equal_masked_heads_and_survive_save_load(tok, task, batch, tmp_path):
@@ -313,6 +326,12 @@ def test_theseus_with_p_one_is_the_successor(tok, batch):
     with torch.no_grad():
         pred = model(*args).logits["classify"]
     assert not torch.allclose(pred, mixed)
+    # a step that replaces nothing (p = 0 here; at p < 1, a draw that keeps every predecessor
+    # module) runs the frozen predecessor alone: it back-propagates a zero gradient, not an error
+    model.zero_grad(set_to_none=True)
+    model(*args).logits["classify"].sum().backward()
+    grads = [p.grad for p in model.body.layers.succ.parameters()]
+    assert all(g is not None and not g.any() for g in grads)
 
 
 # ---------------------------------------------------------------- quantization

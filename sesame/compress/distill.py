@@ -279,9 +279,11 @@ class DistillTask(Task):
 
 # ---------------------------------------------------------------- the pipeline
 
-def student_model(student, teacher: Model, teacher_tok, cfg: DistillConfig, overrides: dict | None = None):
+def student_model(student, teacher: Model, teacher_tok, cfg: DistillConfig, overrides: dict | None = None,
+                  seed: int = 0):
     """The student: a model directory (its tokenizer must be the teacher's), or a TOML file /
-    preset name whose [model] table (plus ``overrides``) goes over the teacher's config."""
+    preset name whose [model] table (plus ``overrides``) goes over the teacher's config
+    (initialised from ``seed`` when not from the teacher's layers)."""
     from pathlib import Path
 
     from sesame.config.model import ModelConfig
@@ -303,7 +305,7 @@ def student_model(student, teacher: Model, teacher_tok, cfg: DistillConfig, over
     check_tokenizers(None, None, teacher.config.vocab_size, config.vocab_size)
     if cfg.student_init == "every_other":
         return init_from_teacher(teacher, config), f"student: teacher layers {every_other(teacher.config.layers)}"
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     return build_model(config), f"student: {config.layers} layers, hidden {config.hidden}, random init"
 
 
@@ -326,7 +328,8 @@ def distill(teacher_dir, student, run_dir, cfg: DistillConfig | dict | None = No
     if (dataset is None) == (corpus is None):
         raise ConfigError("distill on a labeled data set (dataset=...) or on corpus text (corpus=[files]), one of them")
     teacher, tok, labels = load_any(teacher_dir)
-    student, note = student_model(student, teacher, tok, cfg, student_overrides)
+    seed = train.get("seed", 0) if isinstance(train, dict) else getattr(train, "seed", 0)
+    student, note = student_model(student, teacher, tok, cfg, student_overrides, seed)
     notes = [note]
     summary: dict = {"teacher": str(teacher_dir), "distill": cfg.to_dict(), "weights": cfg.weights()}
     if dataset is not None:
