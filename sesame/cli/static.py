@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
     tr.add_argument("--stop-after-words", type=int, help="pause (checkpoint written) after this many words")
     tr.add_argument("--overwrite", action="store_true", help="replace an earlier run with other settings in --out")
     tr.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    tr.add_argument("--workers", type=int, help="word2vec/fastText: Hogwild threads on shared vectors (default 1; "
+    tr.add_argument("--workers", type=int, help="word2vec/fastText: Hogwild processes on shared vectors (default 1; "
                     "1 is bit-reproducible and resumes exactly, more are faster but NOT bit-reproducible)")
     tr.add_argument("--shared-negatives", type=int, metavar="K",
                     help="K noise words per batch shared by its pairs, weighted negative/K (default 0: "

@@ -32,10 +32,10 @@ class StaticConfig(Section):
     epochs: int = 5
     lr: float = 0.025  # start learning rate (word2vec/fastText: SGD; GloVe: AdaGrad)
     min_lr: float = 0.0001  # word2vec/fastText: linear decay from lr to min_lr over the run
-    batch: int = 1024  # pairs (skip-gram, GloVe) or centre words (CBOW) per vectorised update
+    batch: int = 1024  # pairs (skip-gram, GloVe) or centre words (CBOW) per update, across all workers
     chunk_words: int = 200_000  # corpus words per chunk (windows, subsampling, checkpoints)
     seed: int = 0
-    # word2vec/fastText: threads training each chunk's parts at once on shared vectors (Hogwild).
+    # word2vec/fastText: processes training each chunk's parts at once on shared vectors (Hogwild).
     # 1 is bit-reproducible (and resumes exactly); more is faster but not bit-reproducible
     workers: int = 1
     # fastText

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterator
@@ -23,9 +22,8 @@ from sesame.data.read import read_piece, resolve_inputs
 from sesame.errors import DataError
 from sesame.static.config import StaticConfig
 from sesame.tokenize.chars import has_cjk
-from sesame.tokenize.segment import get_segmenter
+from sesame.tokenize.segment import get_segmenter, word_spans
 
-_WORD = re.compile(r"\w+|[^\w\s]")
 _BLOCK = 1 << 20  # ids per disk write / remap block
 
 
@@ -53,11 +51,11 @@ class Vocab:
 def words_of(text: str, gold: list[tuple[int, int]] | None, cfg: StaticConfig) -> list[str]:
     """The words of one document's text (lowercased after splitting, so spans stay valid)."""
     if gold is not None and cfg.segmenter in ("auto", "gold"):
-        words = [text[s:e] for s, e in gold]
-    elif cfg.segmenter in ("auto", "jieba") and has_cjk(text):
-        words = [text[s:e] for s, e in get_segmenter("jieba", cfg.user_dict).spans(text)]
+        spans = gold
     else:
-        words = _WORD.findall(text)
+        jieba = cfg.segmenter in ("auto", "jieba") and has_cjk(text)
+        spans = word_spans(text, get_segmenter("jieba", cfg.user_dict) if jieba else None)
+    words = [text[s:e] for s, e in spans]
     if cfg.lowercase:
         words = [w.lower() for w in words]
     if not cfg.punctuation:

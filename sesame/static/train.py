@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from sesame.static.config import StaticConfig
 from sesame.static.cooccur import count_cooccurrences
 from sesame.static.corpus import Corpus, build_corpus
 from sesame.static.glove import GloVe, weighting
+from sesame.static.hogwild import Hogwild, LinearLR
 from sesame.static.vectors import Vectors
 from sesame.static.word2vec import Word2Vec
 
@@ -130,26 +130,14 @@ def _train_word2vec(corpus: Corpus, cfg: StaticConfig, out: Path, progress: bool
         return _finish_word2vec(model, corpus, cfg, out, state)
     bar = _bar(total, state["words_done"], "word", progress, cfg.method)
     span = max(cfg.lr - cfg.min_lr, 0.0)
-    pool = ThreadPoolExecutor(cfg.workers) if cfg.workers > 1 else None
+    pool = Hogwild(model, corpus, cfg) if cfg.workers > 1 else None
+    if pool is not None:  # starting the workers is training time too
+        state["train_seconds"] += pool.start_seconds
     try:
         return _epochs(model, corpus, cfg, out, stop, state, chunks, total, bar, span, pool)
     finally:
         if pool is not None:
-            pool.shutdown()
-
-
-def _hogwild_chunk(model: Word2Vec, corpus: Corpus, a: int, b: int, cfg: StaticConfig, e: int, k: int,
-                   lr_at, pool: ThreadPoolExecutor) -> tuple[float, int]:
-    """``workers`` threads train the equal parts of chunk k at once on the shared tensors
-    (Hogwild: torch releases the GIL inside its kernels, and races on a shared row lose an
-    update at worst). Part j draws from (seed, e, k, j); both follow the chunk's learning
-    rate. Pairs across a part boundary are not formed (as across chunks)."""
-    cuts = np.linspace(a, b, cfg.workers + 1).round().astype(int)
-    parts = [pool.submit(model.train_chunk, corpus.ids[p:q], corpus.doc_of(p, q),
-                         np.random.default_rng([cfg.seed, e, k, j]), lr_at)
-             for j, (p, q) in enumerate(zip(cuts[:-1], cuts[1:]))]
-    done = [f.result() for f in parts]
-    return sum(x[0] for x in done), sum(x[1] for x in done)
+            pool.close()
 
 
 def _epochs(model, corpus, cfg, out, stop, state, chunks, total, bar, span, pool) -> dict:
@@ -161,14 +149,11 @@ def _epochs(model, corpus, cfg, out, stop, state, chunks, total, bar, span, pool
             start = time.perf_counter()
             rng = np.random.default_rng([cfg.seed, e, k])
             done = e * corpus.words + a
-
-            def lr_at(f: float, done=done, n=b - a) -> float:
-                return cfg.lr - span * min((done + f * n) / max(total, 1), 1.0)
-
+            lr_at = LinearLR(cfg.lr, span, done, b - a, total)
             if pool is None:
                 loss, n = model.train_chunk(corpus.ids[a:b], corpus.doc_of(a, b), rng, lr_at)
             else:
-                loss, n = _hogwild_chunk(model, corpus, a, b, cfg, e, k, lr_at, pool)
+                loss, n = pool.chunk(a, b, e, k, lr_at)
             _check_finite(loss, f"epoch {e + 1}, chunk {k + 1}", cfg, len(corpus.vocab))
             state.update(chunk=k + 1, words_done=done + (b - a), loss=state["loss"] + loss,
                          predictions=state["predictions"] + n,

@@ -8,6 +8,7 @@ the token before it. A change of script (CJK next to non-CJK) always starts a wo
 from __future__ import annotations
 
 import functools
+import io
 import itertools
 import logging
 import re
@@ -16,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from sesame.errors import DataError, TokenizerError
-from sesame.tokenize.chars import codepoints, cjk_mask, space_mask
+from sesame.tokenize.chars import codepoints, cjk_mask, has_cjk, space_mask
 
 Span = tuple[int, int]
+_WORD = re.compile(r"\w+|[^\w\s]")
 
 
 class Segmenter:
@@ -31,28 +33,52 @@ class Segmenter:
 
 
 class JiebaSegmenter(Segmenter):
-    """jieba word segmentation, with an optional user dictionary (``word [freq] [tag]`` lines)."""
+    """jieba word segmentation, with an optional user dictionary (``word [freq] [tag]`` lines,
+    from a file or as text)."""
 
     name = "jieba"
 
-    def __init__(self, user_dict: str | Path | None = None, hmm: bool = True):
+    def __init__(self, user_dict: str | Path | None = None, hmm: bool = True, user_words: str | None = None):
         import jieba
 
         jieba.setLogLevel(logging.WARNING)
         self.hmm = hmm
         self.user_dict = str(user_dict) if user_dict else None
-        if user_dict is None:
-            self._tk = jieba.dt  # the shared default dictionary
-        else:
+        if user_dict is not None:
             path = Path(user_dict)
             if not path.is_file():
                 raise TokenizerError(f"jieba user dictionary {str(path)!r} does not exist; check the path")
+            user_words = path.read_text(encoding="utf-8")
+        self.user_words = user_words
+        if user_words is None:
+            self._tk = jieba.dt  # the shared default dictionary
+        else:
             self._tk = jieba.Tokenizer()  # its own copy, so the user words stay local
-            self._tk.load_userdict(str(path))
+            self._tk.load_userdict(io.StringIO(user_words))
         self._tk.initialize()
 
     def spans(self, text: str) -> list[Span]:
         return [(s, e) for w, s, e in self._tk.tokenize(text, HMM=self.hmm) if not w.isspace()]
+
+    def spec(self) -> dict:
+        """What ``segmenter_from_spec`` rebuilds it from (the user words inline, so a saved
+        tokenizer needs no other file)."""
+        return {"name": self.name, "hmm": self.hmm, "user_words": self.user_words}
+
+
+def segmenter_from_spec(spec: dict) -> Segmenter:
+    if not isinstance(spec, dict) or spec.get("name") != "jieba" or set(spec) - {"name", "hmm", "user_words"}:
+        raise TokenizerError(f"unknown word segmenter {spec!r} in the tokenizer file; sesame saves "
+                             "{'name': 'jieba', 'hmm': ..., 'user_words': ...}")
+    return JiebaSegmenter(hmm=bool(spec.get("hmm", True)), user_words=spec.get("user_words"))
+
+
+def word_spans(text: str, segmenter: Segmenter | None) -> list[Span]:
+    """The words of ``text`` as static embeddings count them: the segmenter's where the
+    text has a CJK character, else runs of word characters and single punctuation marks."""
+    if segmenter is not None and has_cjk(text):
+        return segmenter.spans(text)
+    return [m.span() for m in _WORD.finditer(text)]
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,6 +1,11 @@
 """``Tokenizer``: one wrapper over a Hugging Face ``tokenizers`` backend that every layer
 uses. Encodings carry ids, tokens, character offsets into the original text and word
-starts; special-token ids are attributes; ``save`` writes ``tokenizer.json``."""
+starts; special-token ids are attributes; ``save`` writes ``tokenizer.json``.
+
+A tokenizer may own a word ``segmenter`` (a Chinese word vocabulary needs jieba): it then
+splits the text into words itself and the backend reads those words. The backend's JSON
+cannot hold a segmenter, so ``to_json`` adds it under a top-level ``"sesame"`` key; such a
+file loads in sesame only, where Hugging Face ``tokenizers`` would mis-split the text."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +21,9 @@ from tokenizers import processors
 
 from sesame.errors import TokenizerError
 from sesame.tokenize import hashing
-from sesame.tokenize.segment import Segmenter, Span, word_starts_with_words
+from sesame.tokenize.segment import Segmenter, Span, segmenter_from_spec, word_spans, word_starts_with_words
+
+SESAME_KEY = "sesame"  # sesame's own part of a tokenizer.json (the word segmenter)
 
 # Role -> token strings that play it, most specific first.
 ROLE_TOKENS = {
@@ -66,12 +73,13 @@ class Tokenizer:
     """A trained or loaded vocabulary. Build with ``train_tokenizer``/``load_tokenizer``
     or ``Tokenizer.load(path)``."""
 
-    def __init__(self, backend: tokenizers.Tokenizer, kind: str | None = None):
+    def __init__(self, backend: tokenizers.Tokenizer, kind: str | None = None, segmenter: Segmenter | None = None):
         # a saved tokenizer.json may carry fixed padding/truncation (e.g. to 128): sesame pads
         # per batch and never truncates silently, so both are switched off
         backend.no_padding()
         backend.no_truncation()
         self.backend = backend
+        self.segmenter = segmenter  # splits text into the words the backend reads (see the module note)
         vocab = backend.get_vocab(with_added_tokens=True)
         self._vocab = vocab
         self._id_to_token = {i: t for t, i in vocab.items()}
@@ -108,7 +116,7 @@ class Tokenizer:
         """A stable content hash (16 hex digits) of the vocabulary and pipeline."""
         if self._hash is None:
             # floats rounded: a unigram score may change in its last bit when re-read
-            data = json.loads(self.backend.to_str(), parse_float=lambda x: float(f"{float(x):.10g}"))
+            data = json.loads(self.to_json(), parse_float=lambda x: float(f"{float(x):.10g}"))
             canon = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
             self._hash = hashlib.sha256(canon.encode("utf-8")).hexdigest()[:16]
         return self._hash
@@ -164,20 +172,19 @@ class Tokenizer:
         if self.kind == "trigram":
             enc = self._encode_trigrams(text)
         else:
-            raw = self.backend.encode(text, add_special_tokens=add_special_tokens)
+            raw, offsets = self._backend_encode(text, add_special_tokens)
             # special: inserted by the post-processor, or a special token written literally in
             # the text (still a word of the text; an [UNK] for unknown text is not special)
             inserted = [m == 1 for m in raw.special_tokens_mask]
             special = [m or (i in self._special_id_set and text[o[0]:o[1]] == t)
-                       for i, t, o, m in zip(raw.ids, raw.tokens, raw.offsets, inserted)]
+                       for i, t, o, m in zip(raw.ids, raw.tokens, offsets, inserted)]
             prev = object()
             starts = []
             for w, m in zip(raw.word_ids, inserted):
                 starts.append(not m and w != prev)
                 if not m:
                     prev = w
-            enc = Encoding(list(raw.ids), list(raw.tokens), [tuple(o) for o in raw.offsets], starts, [],
-                           special)
+            enc = Encoding(list(raw.ids), list(raw.tokens), offsets, starts, [], special)
         inserted = [sp and s == e for sp, (s, e) in zip(enc.special, enc.offsets)]
         gold = words is not None
         if words is None and segmenter is not None:
@@ -190,6 +197,18 @@ class Tokenizer:
         if add_special_tokens and self.kind == "trigram":
             enc = self._wrap(enc)
         return enc
+
+    def _backend_encode(self, text: str, add_special_tokens: bool) -> tuple[tokenizers.Encoding, list[Span]]:
+        """The backend's encoding of ``text`` and its offsets into ``text``; with a segmenter,
+        the backend reads the segmenter's words (its offsets are then within each word)."""
+        if self.segmenter is None:
+            raw = self.backend.encode(text, add_special_tokens=add_special_tokens)
+            return raw, [tuple(o) for o in raw.offsets]
+        spans = word_spans(text, self.segmenter)
+        raw = self.backend.encode([text[a:b] for a, b in spans], is_pretokenized=True,
+                                  add_special_tokens=add_special_tokens)
+        return raw, [o if w is None or m else (o[0] + spans[w][0], o[1] + spans[w][0])
+                     for o, w, m in zip(raw.offsets, raw.word_ids, raw.special_tokens_mask)]
 
     def encode_batch(self, texts: Sequence[str], **kwargs) -> list[Encoding]:
         return [self.encode(t, **kwargs) for t in texts]
@@ -204,8 +223,8 @@ class Tokenizer:
         that starts at or after the position."""
         texts = list(texts)
         raw = None
-        if self.kind == "trigram":
-            encs = [self._encode_trigrams(t) for t in texts]
+        if self.kind == "trigram" or self.segmenter is not None:
+            encs = [self._encode_trigrams(t) if self.kind == "trigram" else self.encode(t) for t in texts]
             ids_l = [e.ids for e in encs]
             offs_l = [e.offsets for e in encs]
             starts_l = [e.word_starts for e in encs]
@@ -335,14 +354,30 @@ class Tokenizer:
 
     # ---- files ------------------------------------------------------------------
     def to_json(self) -> str:
-        return self.backend.to_str()
+        text = self.backend.to_str()
+        if self.segmenter is None:
+            return text
+        data = json.loads(text)
+        data[SESAME_KEY] = {"segmenter": self.segmenter.spec()}
+        return json.dumps(data, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> "Tokenizer":
+        segmenter = None
+        if f'"{SESAME_KEY}"' in text:
+            data = json.loads(text)
+            own = data.pop(SESAME_KEY, None)
+            if own is not None:
+                if not isinstance(own, dict) or set(own) - {"segmenter"}:
+                    raise TokenizerError(f"the tokenizer file's {SESAME_KEY!r} part holds {own!r}; sesame "
+                                         "writes only {'segmenter': {...}} there")
+                segmenter = segmenter_from_spec(own["segmenter"]) if own.get("segmenter") else None
+                text = json.dumps(data, ensure_ascii=False)
         try:
-            return cls(tokenizers.Tokenizer.from_str(text))
+            backend = tokenizers.Tokenizer.from_str(text)
         except Exception as err:  # the Rust side raises plain Exceptions
             raise TokenizerError(f"not a valid tokenizer.json: {err}") from None
+        return cls(backend, segmenter=segmenter)
 
     def save(self, path: str | Path) -> Path:
         """Write ``tokenizer.json`` (into ``path`` when it is a directory or has no
@@ -353,7 +388,10 @@ class Tokenizer:
             path = path / "tokenizer.json"
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-        self.backend.save(str(path), pretty=True)
+        if self.segmenter is None:
+            self.backend.save(str(path), pretty=True)
+        else:
+            path.write_text(self.to_json(), encoding="utf-8")
         return path
 
     @classmethod
