@@ -128,8 +128,8 @@ def table(out: Path) -> str:
     first = rows[0]["scores"]["similarity"]
     big = [k for k, v in first.items() if v["pairs"] - v["oov"] >= MIN_PAIRS]
     head = ("| row | " + " | ".join(f"{s.replace('EN-', '')} ({first[s]['pairs'] - first[s]['oov']})" for s in SETS) +
-            f" | mean ρ ({len(big)} sets) | analogy 3CosAdd | 3CosMul | answered | epochs | words/s | vs gensim |")
-    head = head.replace("| words/s | vs gensim |", "| words/s (runs) | vs gensim |")
+            f" | mean ρ ({len(big)} sets) | analogy 3CosAdd | 3CosMul | answered | epochs | batch"
+            " | words/s (runs) | vs gensim |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         runs = r["runs"]
@@ -140,13 +140,14 @@ def table(out: Path) -> str:
         ref = speed.get(f"gensim-{kind}") or (speed.get("gensim-sg") if kind == "glove" else None)
         ratio = f"{r['words_per_second'] / ref:.2f}×" if ref and r["row"].startswith("sesame") else ""
         spread = " / ".join(f"{x['words_per_second']:,.0f}" for x in runs)
+        batch = f"{r['settings']['batch']:,}" if r["row"].startswith("sesame") else "—"
 
         def pm(v):
             return f"{np.mean(v):.3f}" + (f" ± {np.std(v):.3f}" if len(v) > 1 else "")
 
         lines.append(f"| {r['row']} | " + " | ".join(pm([x[s]["rho"] for x in sims]) for s in SETS) +
                      f" | {pm(mean)} | {pm([a['acc_add'] for a in ana])} | {pm([a['acc_mul'] for a in ana])} | "
-                     f"{ana[0]['answered']} | {r['settings']['epochs']} | {spread} | {ratio} |")
+                     f"{ana[0]['answered']} | {r['settings']['epochs']} | {batch} | {spread} | {ratio} |")
     note = (f"\nSimilarity columns: Spearman ρ (scored pairs in brackets); the mean is over the sets with at "
             f"least {MIN_PAIRS} scored pairs ({', '.join(s.replace('EN-', '') for s in big)}). Vocabulary "
             f"{rows[0]['vocab']:,} words, {rows[0]['corpus_words']:,} training words per epoch.\n")
@@ -168,7 +169,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.025)
     p.add_argument("--min-count", type=int, default=5)
     p.add_argument("--buckets", type=int, default=200_000)
-    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--batch", type=int, default=1024, help="sesame: examples per update, in flight across all workers")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="threads (sesame) / workers (gensim), the same on both")
     p.add_argument("--shared", type=int, default=16, help="noise words per batch of the *-shared rows")

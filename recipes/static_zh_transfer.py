@@ -73,7 +73,7 @@ def table(rows: list[dict], facts: dict) -> str:
     if STUDY.is_file():  # the Transformers of the same fine-tuning budget, from the objective study
         rows_zh = json.loads(STUDY.read_text())["finetune"]["chnsenticorp"]["rows"]
         for arm, cells in rows_zh.items():
-            name = "random init" if arm in ("random", "random init") else f"{arm} pre-training"
+            name = arm if arm == "random init" else f"{arm} pre-training"
             lines.append(f"| BERT-tiny-zh, {name}, fine-tuned whole | "
                          f"{ms([c['scores']['dev']['accuracy'] for c in cells])} | "
                          f"{ms([c['scores']['test']['accuracy'] for c in cells])} | {len(cells)} |")

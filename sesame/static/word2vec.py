@@ -107,12 +107,13 @@ class Word2Vec:
         per = cfg.batch if outs is None else max(1, cfg.batch // (cfg.window + 1))
         noise = torch.from_numpy(self.noise.sample(rng, (-(-n // per), cfg.shared_negatives)))
         weight = cfg.negative / cfg.shared_negatives
+        ins, outs = _InOrder(x, xr, order), _InOrder(y if outs is None else None, outs, order)
         total, predictions = 0.0, 0
         for s, a in enumerate(range(0, n, per)):
-            sel = order[a:a + per]
-            out = _bags(y[sel], None, 0) if outs is None else _bags(*gather_ragged(outs[0], outs[1], sel), len(sel))
+            b = min(a + per, n)
+            out = _bags(*outs.rows(a, b), b - a)
             predictions += len(out[0])
-            total += _sgd_ragged(self.input, self.output, len(sel), _batch_inputs(x, xr, sel, self.sub), out,
+            total += _sgd_ragged(self.input, self.output, b - a, _bags(*ins.rows(a, b, self.sub), b - a), out,
                                  noise[s], weight, lr_at(a / n))
         return total, predictions
 
@@ -195,18 +196,30 @@ def _bags(values: np.ndarray, seg: np.ndarray | None, b: int):
     return torch.from_numpy(values), torch.from_numpy(seg), torch.from_numpy(np.cumsum(counts) - counts)
 
 
-def _batch_inputs(x, xr, sel: np.ndarray, sub):
-    """The input rows of the examples ``sel`` as ``_bags``: the words ``x[sel]`` or the
-    ragged rows ``sel`` of ``xr``; ``sub`` (fastText) expands every word into its own row and
-    its n-gram rows."""
-    if xr is None:
-        words, seg = x[sel], None
-    else:
-        words, seg = gather_ragged(xr[0], xr[1], sel)
-    if sub is not None:
-        words, inner = gather_ragged(sub[0], sub[1], words)
-        seg = inner if seg is None else seg[inner]
-    return _bags(words, seg, len(sel))
+class _InOrder:
+    """One side of a chunk's examples, gathered once in training order: a word per example
+    (``words``), or a ragged row of words per example (``table`` = (values, offsets));
+    ``rows(a, b)`` gives examples a..b-1 as (words, the example of each word or None)."""
+
+    def __init__(self, words: np.ndarray | None, table, order: np.ndarray):
+        if table is None:
+            self.values, self.seg = words[order], None
+        else:
+            self.values, self.seg = gather_ragged(table[0], table[1], order)
+            lens = table[1][order + 1] - table[1][order]
+            self.starts = np.concatenate([[0], np.cumsum(lens)])
+
+    def rows(self, a: int, b: int, sub=None) -> tuple[np.ndarray, np.ndarray | None]:
+        """``sub`` (fastText) expands every word into its own row and its n-gram rows."""
+        if self.seg is None:
+            words, seg = self.values[a:b], None
+        else:
+            p, q = self.starts[a], self.starts[b]
+            words, seg = self.values[p:q], self.seg[p:q] - a
+        if sub is not None:
+            words, inner = gather_ragged(sub[0], sub[1], words)
+            seg = inner if seg is None else seg[inner]
+        return words, seg
 
 
 def _segment_sum(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
