@@ -1,10 +1,11 @@
 """Benchmark: sesame's word2vec (SG, CBOW), fastText and GloVe against gensim's Word2Vec
 and FastText on the same encoded corpus, with the same dimensions, window, epochs,
-negatives, subsampling and learning rate, and the same number of threads (`--workers`).
+negatives, subsampling and learning rate, and the same number of workers (`--workers`:
+sesame's processes, gensim's threads).
 
 The corpus is read and split into words once (``sesame.static.corpus``); gensim gets the
 same word lists (documents cut at 10,000 words, gensim's limit), so both sides train on
-identical tokens; ``--workers N`` gives both sides N threads / workers, ``--repeats R``
+identical tokens; ``--workers N`` gives both sides N workers, ``--repeats R``
 runs every row R times interleaved (seeds seed..seed+R-1). Words/s count corpus words x
 epochs over the training time (gensim's ``train`` call; sesame's chunks; GloVe: co-occurrence
 counting plus its epochs); reading
@@ -171,7 +172,7 @@ def main() -> None:
     p.add_argument("--buckets", type=int, default=200_000)
     p.add_argument("--batch", type=int, default=1024, help="sesame: examples per update, in flight across all workers")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1, help="threads (sesame) / workers (gensim), the same on both")
+    p.add_argument("--workers", type=int, default=1, help="processes (sesame) / threads (gensim)")
     p.add_argument("--shared", type=int, default=16, help="noise words per batch of the *-shared rows")
     p.add_argument("--repeats", type=int, default=1,
                    help="measure every row this many times, interleaved (seed, seed + 1, ...); words/s is the mean")

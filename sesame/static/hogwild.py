@@ -2,10 +2,10 @@
 parts of each chunk at once on vectors in shared memory.
 
 Processes, not threads: the Python part of every batch (ragged gathers, index arithmetic,
-the noise draw) holds the GIL. The workers start once per run, forked where the platform can fork (spawning
-costs a fresh interpreter and torch import each, seconds against a chunk's fraction of a
-second), with both weight matrices moved to shared memory first and one torch thread
-each; the parent sends (part, seed, learning rate) and sums the returned losses.
+the noise draw) holds the GIL. The workers start once per run, forked where the platform
+can fork (spawning costs a fresh interpreter and torch import each, seconds against a
+chunk's fraction of a second), with both weight matrices moved to shared memory first and
+one torch thread each; the parent sends (part, seed, learning rate) and sums the returned losses.
 
 Each worker trains ``batch // workers`` examples per update, so ``batch`` stays the number
 of examples in flight at once: the updates of concurrent batches that share a row add up

@@ -111,10 +111,10 @@ class Word2Vec:
         total, predictions = 0.0, 0
         for s, a in enumerate(range(0, n, per)):
             b = min(a + per, n)
-            out = _bags(*outs.rows(a, b), b - a)
+            out = outs.bags(a, b)
             predictions += len(out[0])
-            total += _sgd_ragged(self.input, self.output, b - a, _bags(*ins.rows(a, b, self.sub), b - a), out,
-                                 noise[s], weight, lr_at(a / n))
+            total += _sgd_ragged(self.input, self.output, b - a, ins.bags(a, b, self.sub), out, noise[s], weight,
+                                 lr_at(a / n))
         return total, predictions
 
     def _rows(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -187,19 +187,9 @@ def _sgd(win: torch.Tensor, wout: torch.Tensor, rows: torch.Tensor, targets: tor
     return float(loss)
 
 
-def _bags(values: np.ndarray, seg: np.ndarray | None, b: int):
-    """(values, segment of each value, the first position of every segment), as tensors;
-    segments are sorted, as ``gather_ragged`` makes them."""
-    if seg is None:
-        return torch.from_numpy(values), None, None
-    counts = np.bincount(seg, minlength=b)
-    return torch.from_numpy(values), torch.from_numpy(seg), torch.from_numpy(np.cumsum(counts) - counts)
-
-
 class _InOrder:
     """One side of a chunk's examples, gathered once in training order: a word per example
-    (``words``), or a ragged row of words per example (``table`` = (values, offsets));
-    ``rows(a, b)`` gives examples a..b-1 as (words, the example of each word or None)."""
+    (``words``), or a ragged row of words per example (``table`` = (values, offsets))."""
 
     def __init__(self, words: np.ndarray | None, table, order: np.ndarray):
         if table is None:
@@ -209,17 +199,23 @@ class _InOrder:
             lens = table[1][order + 1] - table[1][order]
             self.starts = np.concatenate([[0], np.cumsum(lens)])
 
-    def rows(self, a: int, b: int, sub=None) -> tuple[np.ndarray, np.ndarray | None]:
-        """``sub`` (fastText) expands every word into its own row and its n-gram rows."""
+    def bags(self, a: int, b: int, sub=None):
+        """Examples a..b-1 as (rows, the example of each row or None, each example's first
+        position), as ``_sgd_ragged`` reads them; ``sub`` (fastText) expands every word into
+        its own row and its n-gram rows."""
         if self.seg is None:
             words, seg = self.values[a:b], None
         else:
             p, q = self.starts[a], self.starts[b]
             words, seg = self.values[p:q], self.seg[p:q] - a
-        if sub is not None:
-            words, inner = gather_ragged(sub[0], sub[1], words)
-            seg = inner if seg is None else seg[inner]
-        return words, seg
+        if sub is None:
+            if seg is None:
+                return torch.from_numpy(words), None, None
+            return torch.from_numpy(words), torch.from_numpy(seg), torch.from_numpy(self.starts[a:b] - p)
+        words, inner = gather_ragged(sub[0], sub[1], words)
+        seg = inner if seg is None else seg[inner]
+        counts = np.bincount(seg, minlength=b - a)
+        return torch.from_numpy(words), torch.from_numpy(seg), torch.from_numpy(np.cumsum(counts) - counts)
 
 
 def _segment_sum(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -233,7 +229,7 @@ def _sgd_ragged(win: torch.Tensor, wout: torch.Tensor, b: int, ins, outs, noise:
     weighted ``weight`` (negative / K): the same expected gradient as ``negative`` noise
     words per prediction, with the noise part done as matrix products.
 
-    ``ins`` and ``outs`` are ``_bags`` (rows, segment, offsets): example i's input vector is
+    ``ins`` and ``outs`` are ``_InOrder.bags`` (rows, segment, offsets): example i's input vector is
     the mean of its input rows (segment None: row i alone), and it predicts each of its
     output rows. A noise word equal to the word predicted is skipped, as in word2vec; every
     input row receives the full error, as in word2vec and fastText."""
